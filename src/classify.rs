@@ -1,0 +1,682 @@
+//! Judging conversations against the table: expected, insecure, unexpected
+//! or out of scope; and listing the deployment's expectations that no flow
+//! met (missing). DESIGN.md "Verdicts" is the specification; each branch
+//! below names the sentence of it that it implements.
+//!
+//! Runs once per conversation at the end of an audit: the cost here is
+//! irrelevant next to the packet path, so it favours clear reasons.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::IpAddr;
+
+use crate::conversation::{ConvKey, ConvStats, OutOfScope};
+use crate::flow::Outcome;
+use crate::inventory::{Host, Inventory};
+use crate::rules::{Expectation, Role, RoleSet, Rule, RuleSet, Side, TlsRequirement, Transport};
+
+/// The three verdicts of a conversation (DESIGN.md "Verdicts").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Unexpected,
+    Insecure,
+    Expected,
+}
+
+impl Verdict {
+    pub fn name(self) -> &'static str {
+        match self {
+            Verdict::Expected => "expected",
+            Verdict::Insecure => "insecure",
+            Verdict::Unexpected => "unexpected",
+        }
+    }
+}
+
+/// Whether a missing expectation is certain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// The capture covered the expected interval: a real failure.
+    Missing,
+    /// Too short to tell, or explained (a shutdown notice).
+    Unconfirmed,
+}
+
+/// Where host roles came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RolesSource {
+    Inventory,
+    Inferred,
+}
+
+/// A host as the report shows it.
+#[derive(Clone, Debug)]
+pub struct HostView {
+    pub addr: IpAddr,
+    pub name: Option<String>,
+    /// Roles with implications and pseudo-roles.
+    pub roles: RoleSet,
+    /// Roles as declared (or inferred), without implications.
+    pub declared: RoleSet,
+    /// Covered by the inventory (or an inferred role).
+    pub known: bool,
+}
+
+impl HostView {
+    /// "ksc01 (10.0.0.10)" or "10.0.0.10".
+    pub fn label(&self) -> String {
+        match &self.name {
+            Some(n) if *n != self.addr.to_string() => format!("{n} ({})", self.addr),
+            _ => self.addr.to_string(),
+        }
+    }
+    /// The role to show: the declared one that mattered, else the first.
+    pub fn role_for(&self, wanted: RoleSet) -> String {
+        self.declared
+            .first_in(wanted)
+            .or_else(|| self.roles.first_in(wanted))
+            .or_else(|| self.declared.iter().next())
+            .or_else(|| self.roles.iter().find(|r| *r != Role::Any))
+            .map_or("unknown".into(), |r| r.name().into())
+    }
+}
+
+/// A judged conversation.
+#[derive(Clone, Debug)]
+pub struct Judged {
+    pub key: ConvKey,
+    pub stats: ConvStats,
+    pub client: HostView,
+    pub server: HostView,
+    /// Index of the matched rule.
+    pub rule: Option<usize>,
+    /// Name of the inventory `[[allow]]` entry that accepted it.
+    pub allow: Option<String>,
+    pub verdict: Verdict,
+    pub reason: String,
+    pub seed: Vec<u32>,
+}
+
+/// An unmet expectation.
+#[derive(Clone, Debug)]
+pub struct MissingEntry {
+    pub host: HostView,
+    pub role: Role,
+    pub expectation: String,
+    pub reason: String,
+    pub status: Status,
+    pub seed: Vec<u32>,
+}
+
+/// The outcome of judging a capture.
+#[derive(Clone, Debug)]
+pub struct Assessment {
+    pub flows: Vec<Judged>,
+    pub missing: Vec<MissingEntry>,
+    pub roles_source: RolesSource,
+    /// The inventory inferred from the traffic, when none was given.
+    pub inferred: Option<Inventory>,
+    /// Conversations on shared ports with no KSC host: out of scope.
+    pub out_of_scope: OutOfScope,
+}
+
+/// Judges every conversation and lists what is missing.
+/// `duration_secs` is the time the capture covers.
+pub fn assess(
+    rules: &RuleSet,
+    inventory: Option<&Inventory>,
+    convs: &hashbrown::HashMap<ConvKey, ConvStats>,
+    seen_in_networks: &std::collections::BTreeSet<IpAddr>,
+    duration_secs: u64,
+) -> Assessment {
+    let (inferred, roles_source) = match inventory {
+        Some(_) => (None, RolesSource::Inventory),
+        None => (Some(infer_roles(rules, convs)), RolesSource::Inferred),
+    };
+    let inv = inventory.or(inferred.as_ref()).expect("one of the two");
+    let res = Resolver {
+        rules,
+        inv,
+        declared: inventory.is_some(),
+    };
+
+    let mut keys: Vec<&ConvKey> = convs.keys().collect();
+    keys.sort();
+    let mut flows = Vec::with_capacity(keys.len());
+    let mut out_of_scope = OutOfScope::default();
+    for key in keys {
+        let stats = &convs[key];
+        match judge(&res, key, stats) {
+            Some(j) => flows.push(j),
+            None => {
+                out_of_scope.connections += stats.connections;
+                out_of_scope.packets += stats.packets_total();
+                out_of_scope.bytes += stats.bytes_total();
+            }
+        }
+    }
+    let missing = missing(&res, &flows, seen_in_networks, duration_secs);
+    Assessment {
+        flows,
+        missing,
+        roles_source,
+        inferred,
+        out_of_scope,
+    }
+}
+
+struct Resolver<'a> {
+    rules: &'a RuleSet,
+    inv: &'a Inventory,
+    /// The inventory was given by the user (not inferred).
+    declared: bool,
+}
+
+impl Resolver<'_> {
+    fn view(&self, addr: IpAddr) -> HostView {
+        let any = RoleSet::EMPTY.with(Role::Any);
+        let is_mcast = addr.is_multicast();
+        let lookup = self.inv.lookup(addr);
+        let bcast = matches!(addr, IpAddr::V4(v4) if v4.is_broadcast())
+            || lookup.is_some_and(|l| l.is_broadcast);
+        if is_mcast || bcast {
+            let r = if is_mcast {
+                Role::Multicast
+            } else {
+                Role::Broadcast
+            };
+            return HostView {
+                addr,
+                name: None,
+                roles: any.with(r),
+                declared: RoleSet::EMPTY.with(r),
+                known: true,
+            };
+        }
+        match lookup {
+            Some(l) => HostView {
+                addr,
+                name: Some(l.host.name.clone()),
+                roles: self.rules.expand(l.host.roles).union(any),
+                declared: l.host.roles,
+                known: true,
+            },
+            None => HostView {
+                addr,
+                name: None,
+                roles: any.with(Role::External),
+                declared: RoleSet::EMPTY,
+                known: false,
+            },
+        }
+    }
+}
+
+fn fits(rule: &Rule, client: &HostView, server: &HostView) -> bool {
+    rule.initiator.intersects(client.roles) && rule.responder.intersects(server.roles)
+}
+
+fn ports_text(t: Transport, p: u16) -> String {
+    format!("{t} {p}")
+}
+
+fn judge(res: &Resolver<'_>, key: &ConvKey, s: &ConvStats) -> Option<Judged> {
+    let rules = res.rules;
+    let client = res.view(key.client);
+    let server = res.view(key.server);
+    let (t, port) = (key.transport, key.server_port);
+    let infra = client.roles.intersects(Role::INFRASTRUCTURE)
+        || server.roles.intersects(Role::INFRASTRUCTURE);
+
+    // Scope (DESIGN.md): a KSC port; a shared port only with a KSC host on a
+    // side; with an inventory, any flow between two of its hosts where the
+    // server serves KSC.
+    let ksc_port = rules.ksc_ports.contains(t, port);
+    let shared = rules.shared_ports.contains(t, port);
+    let in_scope = (ksc_port && !shared)
+        || (shared && infra)
+        || (res.declared
+            && client.known
+            && server.known
+            && server.roles.intersects(Role::INFRASTRUCTURE));
+    if !in_scope {
+        return None;
+    }
+    let candidates: Vec<usize> = rules.candidates(t, port).to_vec();
+    let mut j = Judged {
+        key: *key,
+        stats: s.clone(),
+        client,
+        server,
+        rule: None,
+        allow: None,
+        verdict: Verdict::Unexpected,
+        reason: String::new(),
+        seed: Vec::new(),
+    };
+    let (cl, sl) = (j.client.label(), j.server.label());
+
+    if res.declared {
+        if let Some(a) = res.inv.allowed(key.client, key.server, t, port) {
+            j.verdict = Verdict::Expected;
+            j.allow = Some(a.name.clone());
+            j.reason = format!("allowed by the inventory ({}): {}", a.name, a.reason);
+            return Some(j);
+        }
+    }
+
+    let fitting: Vec<usize> = candidates
+        .iter()
+        .copied()
+        .filter(|&i| fits(&rules.rules[i], &j.client, &j.server))
+        .collect();
+    // Prefer a rule the declared roles fit without implications (a gateway
+    // connecting to its server is `gw-server`, not merely `agent`).
+    let chosen = fitting
+        .iter()
+        .copied()
+        .find(|&i| {
+            rules.rules[i].initiator.intersects(j.client.declared)
+                && rules.rules[i].responder.intersects(j.server.declared)
+        })
+        .or_else(|| fitting.first().copied());
+
+    let Some(ri) = chosen else {
+        j.seed = candidates
+            .iter()
+            .flat_map(|&i| rules.rules[i].seed.iter().copied())
+            .collect();
+        j.seed.sort_unstable();
+        j.seed.dedup();
+        j.reason = unexpected_reason(res, &j, &candidates);
+        return Some(j);
+    };
+    let rule = &rules.rules[ri];
+    j.rule = Some(ri);
+    j.seed = rule.seed.clone();
+    let what = format!(
+        "{} ({}) → {} ({}) on {}",
+        cl,
+        j.client.role_for(rule.initiator),
+        sl,
+        j.server.role_for(rule.responder),
+        ports_text(t, port)
+    );
+
+    // Insecure (DESIGN.md): the rule itself is insecure; or TLS required and
+    // the first payload is not TLS; or TLS below 1.2.
+    let mut problems = Vec::new();
+    if let Some(why) = &rule.insecure {
+        problems.push(why.clone());
+    }
+    if rule.tls == TlsRequirement::Required && s.plaintext > 0 {
+        problems.push(format!(
+            "{} of {} connection(s) sent plaintext as the first payload where the rule requires TLS",
+            s.plaintext, s.connections
+        ));
+    }
+    if let Some(v) = s.tls_min.filter(|v| v.is_obsolete()) {
+        problems.push(format!(
+            "the client offered at most {v}; TLS below 1.2 is obsolete (RFC 8996)"
+        ));
+    }
+    if problems.is_empty() {
+        j.verdict = Verdict::Expected;
+        let mut r = format!(
+            "{what} matches rule `{}`: {}",
+            rule.id,
+            rule.purpose.trim_end_matches('.')
+        );
+        let unanswered = s.outcome(Outcome::Unanswered);
+        let refused = s.outcome(Outcome::Refused);
+        if unanswered + refused > 0 {
+            let _ = write!(
+                r,
+                "; but {unanswered} attempt(s) unanswered and {refused} refused of {}",
+                s.connections
+            );
+        }
+        j.reason = r;
+    } else {
+        j.verdict = Verdict::Insecure;
+        j.reason = format!("{what}, rule `{}`: {}", rule.id, problems.join("; "));
+    }
+    Some(j)
+}
+
+fn unexpected_reason(res: &Resolver<'_>, j: &Judged, candidates: &[usize]) -> String {
+    let rules = res.rules;
+    let (t, port) = (j.key.transport, j.key.server_port);
+    let (cl, sl) = (j.client.label(), j.server.label());
+    let croles = j.client.role_for(RoleSet(!0));
+    let sroles = j.server.role_for(RoleSet(!0));
+    let pt = ports_text(t, port);
+    if let Some(&ri) = candidates
+        .iter()
+        .find(|&&i| fits(&rules.rules[i], &j.server, &j.client))
+    {
+        let r = &rules.rules[ri];
+        return format!(
+            "wrong direction: {cl} ({croles}) opened {pt} to {sl} ({sroles}); rule `{}` has {} → {}",
+            r.id,
+            r.initiator.names(),
+            r.responder.names()
+        );
+    }
+    let not_in = if res.declared {
+        "is not in the inventory"
+    } else {
+        "has no KSC role seen in the traffic"
+    };
+    if !j.client.known && !candidates.is_empty() {
+        return format!("{cl} {not_in} but opened {pt} to {sl} ({sroles})");
+    }
+    if !j.server.known && !candidates.is_empty() {
+        return format!("{cl} ({croles}) opened {pt} to {sl}, which {not_in}");
+    }
+    if candidates.is_empty() {
+        return format!("{cl} ({croles}) → {sl} ({sroles}) on {pt}: no KSC rule covers this port");
+    }
+    let allowed: Vec<String> = candidates
+        .iter()
+        .map(|&i| &rules.rules[i])
+        .map(|r| {
+            format!(
+                "`{}` {} → {}",
+                r.id,
+                r.initiator.names(),
+                r.responder.names()
+            )
+        })
+        .collect();
+    format!(
+        "wrong roles: {cl} ({croles}) → {sl} ({sroles}) on {pt} fits no rule; this port is for {}",
+        allowed.join("; ")
+    )
+}
+
+/// The hosts an expectation is about: inventory entries holding the role,
+/// and for networks, each address of them seen in the capture.
+fn subjects<'a>(
+    res: &'a Resolver<'_>,
+    e: &Expectation,
+    seen: &'a std::collections::BTreeSet<IpAddr>,
+) -> Vec<HostView> {
+    let mut out = Vec::new();
+    for h in &res.inv.hosts {
+        if !res.rules.expand(h.roles).contains(e.subject) {
+            continue;
+        }
+        if h.net.prefix_len() == h.net.max_prefix_len() {
+            out.push(res.view(h.net.addr()));
+        } else {
+            for a in seen.iter().filter(|a| h.net.contains(*a)) {
+                // Only addresses whose own entry is this network.
+                if res.inv.lookup(*a).is_some_and(|l| std::ptr::eq(l.host, h)) {
+                    out.push(res.view(*a));
+                }
+            }
+        }
+    }
+    out
+}
+
+fn missing(
+    res: &Resolver<'_>,
+    flows: &[Judged],
+    seen: &std::collections::BTreeSet<IpAddr>,
+    duration_secs: u64,
+) -> Vec<MissingEntry> {
+    let rules = res.rules;
+    let mut out = Vec::new();
+    for e in &rules.expectations {
+        let erules: Vec<&Rule> = e.rules.iter().map(|&i| &rules.rules[i]).collect();
+        let counterpart = erules.iter().fold(RoleSet::EMPTY, |acc, r| match e.side {
+            Side::Initiator => acc.union(r.responder),
+            Side::Responder => acc.union(r.initiator),
+            Side::Either => acc.union(r.responder).union(r.initiator),
+        });
+        for h in subjects(res, e, seen) {
+            if h.roles.intersects(e.unless_also) {
+                continue;
+            }
+            // Someone else must be able to play the other side.
+            let other_exists = res.inv.hosts.iter().any(|o: &Host| {
+                !o.net.contains(&h.addr) && res.rules.expand(o.roles).intersects(counterpart)
+            }) || counterpart.contains(Role::External);
+            if !other_exists {
+                continue;
+            }
+            let involved = |j: &Judged, side: Side| match side {
+                Side::Initiator => j.key.client == h.addr,
+                Side::Responder => j.key.server == h.addr,
+                Side::Either => j.key.client == h.addr || j.key.server == h.addr,
+            };
+            let matching: Vec<&Judged> = flows
+                .iter()
+                .filter(|j| {
+                    involved(j, e.side)
+                        && erules.iter().any(|r| {
+                            r.transport == j.key.transport
+                                && r.ports.contains(&j.key.server_port)
+                                && fits(r, &j.client, &j.server)
+                        })
+                })
+                .collect();
+            if matching
+                .iter()
+                .any(|j| j.stats.outcome(Outcome::Answered) > 0)
+            {
+                continue;
+            }
+            let unanswered: u64 = matching
+                .iter()
+                .map(|j| j.stats.outcome(Outcome::Unanswered))
+                .sum();
+            let refused: u64 = matching
+                .iter()
+                .map(|j| j.stats.outcome(Outcome::Refused))
+                .sum();
+            let explained = flows.iter().any(|j| {
+                j.key.client == h.addr
+                    && e.explained_by.iter().any(|&i| {
+                        let r = &rules.rules[i];
+                        r.transport == j.key.transport && r.ports.contains(&j.key.server_port)
+                    })
+            });
+            let mins = duration_secs / 60;
+            let mut reason = format!("{} never managed to {}", h.label(), e.text);
+            if unanswered + refused > 0 {
+                let _ = write!(
+                    reason,
+                    " ({unanswered} attempt(s) unanswered, {refused} refused: check the firewall)"
+                );
+            }
+            let status = if explained {
+                let _ = write!(
+                    reason,
+                    "; it sent a shutdown notice (UDP 13000), which explains its silence"
+                );
+                Status::Unconfirmed
+            } else if duration_secs >= e.window_secs {
+                let _ = write!(
+                    reason,
+                    " in {mins} min of capture (expected within {} min)",
+                    e.window_secs / 60
+                );
+                Status::Missing
+            } else {
+                let _ = write!(reason, "; not seen yet, window too short: the capture covers {mins} min, {} min are needed to be sure", e.window_secs / 60);
+                Status::Unconfirmed
+            };
+            out.push(MissingEntry {
+                host: h,
+                role: e.subject,
+                expectation: e.id.clone(),
+                reason,
+                status,
+                seed: e.seed.clone(),
+            });
+        }
+    }
+    out
+}
+
+/// Infers roles from the traffic when no inventory is given (DESIGN.md:
+/// "the host that accepts TCP 13000 from many agents and 13291/13299 is an
+/// AS; one that accepts 13000 and 13295 and multicasts on 15001 is a DP").
+/// Evidence is what a host accepts (answered) and what it opens.
+pub fn infer_roles(rules: &RuleSet, convs: &hashbrown::HashMap<ConvKey, ConvStats>) -> Inventory {
+    use Role::*;
+    #[derive(Default)]
+    struct Ev {
+        accepts: Vec<(Transport, u16, IpAddr)>,
+        opens: Vec<(Transport, u16, IpAddr)>,
+    }
+    let mut ev: BTreeMap<IpAddr, Ev> = BTreeMap::new();
+    for (k, s) in convs {
+        if !rules.ksc_ports.contains(k.transport, k.server_port) {
+            continue;
+        }
+        let answered = s.outcome(Outcome::Answered) > 0 || k.transport == Transport::Udp;
+        if answered
+            && !k.server.is_multicast()
+            && !matches!(k.server, IpAddr::V4(v) if v.is_broadcast())
+        {
+            ev.entry(k.server)
+                .or_default()
+                .accepts
+                .push((k.transport, k.server_port, k.client));
+        }
+        ev.entry(k.client)
+            .or_default()
+            .opens
+            .push((k.transport, k.server_port, k.server));
+    }
+    let tcp = Transport::Tcp;
+    let udp = Transport::Udp;
+    let has = |list: &[(Transport, u16, IpAddr)], t: Transport, ports: &[u16]| {
+        list.iter().any(|(tt, p, _)| *tt == t && ports.contains(p))
+    };
+    let mut roles: BTreeMap<IpAddr, RoleSet> = BTreeMap::new();
+    // Pass 1: servers by the ports they accept.
+    for (a, e) in &ev {
+        let mut r = RoleSet::EMPTY;
+        if has(
+            &e.accepts,
+            tcp,
+            &[
+                13291, 13299, 14000, 17000, 13292, 13293, 17100, 8060, 8061, 13111, 17111,
+            ],
+        ) || has(&e.accepts, udp, &[13000, 15111])
+        {
+            r = r.with(AdministrationServer);
+        }
+        if has(&e.accepts, tcp, &[13295])
+            || e.opens
+                .iter()
+                .any(|(t, p, d)| *t == udp && *p == 15001 && d.is_multicast())
+        {
+            r = r.with(DistributionPoint);
+        }
+        if has(&e.opens, tcp, &[13299]) {
+            r = r.with(WebConsole);
+        }
+        if has(&e.opens, tcp, &[13291]) {
+            r = r.with(AdminConsole);
+        }
+        if has(&e.opens, tcp, &[13292, 13293, 17100]) {
+            r = r.with(MobileDevice);
+        }
+        if has(&e.opens, tcp, &[13000, 14000, 17000, 13295])
+            || has(&e.opens, udp, &[13000])
+            || has(&e.accepts, udp, &[15000])
+        {
+            r = r.with(ManagedDevice);
+        }
+        roles.insert(*a, r);
+    }
+    // Pass 2: who accepts 13000 without AS markers, and the DBMS.
+    let is_as = |roles: &BTreeMap<IpAddr, RoleSet>, a: &IpAddr| {
+        roles
+            .get(a)
+            .is_some_and(|r| r.contains(AdministrationServer))
+    };
+    let snapshot = roles.clone();
+    for (a, e) in &ev {
+        let mut r = roles[a];
+        let accepts_13000 = has(&e.accepts, tcp, &[13000]);
+        if accepts_13000 && !r.contains(AdministrationServer) && !r.contains(DistributionPoint) {
+            let from_as = e
+                .accepts
+                .iter()
+                .any(|(t, p, c)| *t == tcp && *p == 13000 && is_as(&snapshot, c));
+            if from_as {
+                r = r.with(ConnectionGateway);
+            } else if r.contains(ManagedDevice) {
+                r = r.with(DistributionPoint);
+            } else {
+                r = r.with(AdministrationServer);
+            }
+        }
+        if r.contains(AdministrationServer)
+            && e.opens
+                .iter()
+                .any(|(t, p, d)| *t == tcp && *p == 13000 && is_as(&snapshot, d))
+        {
+            r = r.with(SecondaryServer);
+        }
+        if e.accepts
+            .iter()
+            .any(|(t, p, c)| *t == tcp && [1433, 3306, 5432].contains(p) && is_as(&snapshot, c))
+        {
+            r = r.with(Dbms);
+        }
+        if e.opens.iter().any(|(t, p, _)| *t == tcp && *p == 8080)
+            && e.opens.iter().all(|(_, p, _)| *p == 8080 || *p == 443)
+        {
+            r = r.with(Browser);
+        }
+        // A secondary, a DP or a gateway is not also "just" a managed device
+        // in the inferred view (the implication adds it back where it holds).
+        if r.intersects(RoleSet::of(&[DistributionPoint, ConnectionGateway])) {
+            r = RoleSet(r.0 & !RoleSet::of(&[ManagedDevice]).0);
+        }
+        roles.insert(*a, r);
+    }
+    let hosts = roles
+        .into_iter()
+        .filter(|(_, r)| !r.is_empty())
+        .map(|(a, r)| Host {
+            name: a.to_string(),
+            net: ipnet::IpNet::from(a),
+            roles: r,
+        })
+        .collect();
+    Inventory::from_hosts("<inferred from the traffic>", hosts)
+}
+
+/// `kscflow discover`: the inferred inventory as TOML to correct and reuse.
+pub fn inventory_toml(inv: &Inventory) -> String {
+    let mut s = String::from(
+        "# Inventory inferred by kscflow from the traffic. Check every role, add\n# host names, then pass it back with --inventory.\n",
+    );
+    for h in &inv.hosts {
+        let roles: Vec<String> = h
+            .roles
+            .iter()
+            .map(|r| format!("\"{}\"", r.name()))
+            .collect();
+        let _ = write!(
+            s,
+            "\n[[host]]\nname = \"{}\"\naddr = \"{}\"\nroles = [{}]\n",
+            h.name,
+            h.net.addr(),
+            roles.join(", ")
+        );
+    }
+    s
+}

@@ -1,0 +1,597 @@
+//! HOT PATH. From captured bytes to the facts one packet gives a flow: the
+//! 5-tuple, TCP flags and sequence numbers, the captured L4 payload, and the
+//! fragment identity. No allocation, no I/O, no `Result`: a packet that
+//! cannot give a 5-tuple becomes a [`Skip`] reason, counted by the caller.
+//!
+//! The link layers (Ethernet with any stack of 802.1Q / 802.1ad tags, Linux
+//! SLL and SLL2, raw IP, BSD null/loopback) are a few fixed offsets and are
+//! read here by hand: etherparse's SLL parser rejects loopback and tun
+//! frames, and it has no SLL2 (see `shared/notes/crates.md` §2). The IP layer
+//! (IPv4 options, IPv6 extension headers, fragment headers, lengths shorter
+//! than the capture) goes through etherparse's lax slicer, which keeps the
+//! addresses of a packet cut by the snap length. The TCP/UDP header is read
+//! by hand from the IP payload, because etherparse gives no transport slice
+//! for any fragment, even the first one, which carries the ports.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use etherparse::LaxIpSlice;
+
+use crate::rules::Transport;
+
+/// The link layers kscflow reads, by their LINKTYPE_ number
+/// (<https://www.tcpdump.org/linktypes.html>).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Link {
+    /// LINKTYPE_ETHERNET (1).
+    Ethernet,
+    /// LINKTYPE_LINUX_SLL (113): 16-byte header, protocol at 14.
+    LinuxSll,
+    /// LINKTYPE_LINUX_SLL2 (276): 20-byte header, protocol at 0.
+    LinuxSll2,
+    /// LINKTYPE_RAW (101), LINKTYPE_IPV4 (228), LINKTYPE_IPV6 (229), DLT_RAW (12, 14).
+    RawIp,
+    /// LINKTYPE_NULL (0) and LINKTYPE_LOOP (108): a 4-byte address family.
+    Null,
+}
+
+impl Link {
+    /// The decoder for a LINKTYPE_ value, or `None` when unsupported.
+    pub fn from_linktype(lt: i32) -> Option<Link> {
+        Some(match lt {
+            1 => Link::Ethernet,
+            113 => Link::LinuxSll,
+            276 => Link::LinuxSll2,
+            101 | 228 | 229 | 12 | 14 => Link::RawIp,
+            0 | 108 => Link::Null,
+            _ => return None,
+        })
+    }
+}
+
+/// Why a packet gave no flow. The report shows each count with its text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum Skip {
+    /// Shorter than its link-layer header.
+    LinkTruncated,
+    /// The capture's link type is one kscflow does not decode.
+    UnsupportedLink,
+    /// ARP, LLDP, STP, MPLS, PPPoE … — not IPv4 or IPv6.
+    NotIp,
+    /// More VLAN tags than [`MAX_VLAN_TAGS`].
+    TooManyVlanTags,
+    /// An IP header that is cut short or inconsistent.
+    MalformedIp,
+    /// ICMP, ESP, GRE, OSPF … — neither TCP nor UDP.
+    NotTcpUdp,
+    /// The TCP or UDP header is cut before the ports.
+    TruncatedTransport,
+    /// A non-first IP fragment whose first fragment was not seen.
+    OrphanFragment,
+}
+
+impl Skip {
+    pub const ALL: [Skip; 8] = [
+        Skip::LinkTruncated,
+        Skip::UnsupportedLink,
+        Skip::NotIp,
+        Skip::TooManyVlanTags,
+        Skip::MalformedIp,
+        Skip::NotTcpUdp,
+        Skip::TruncatedTransport,
+        Skip::OrphanFragment,
+    ];
+
+    /// The key used in reports (snake_case, stable).
+    pub fn key(self) -> &'static str {
+        match self {
+            Skip::LinkTruncated => "link_truncated",
+            Skip::UnsupportedLink => "unsupported_link_type",
+            Skip::NotIp => "not_ip",
+            Skip::TooManyVlanTags => "too_many_vlan_tags",
+            Skip::MalformedIp => "malformed_ip",
+            Skip::NotTcpUdp => "not_tcp_udp",
+            Skip::TruncatedTransport => "truncated_transport",
+            Skip::OrphanFragment => "orphan_fragment",
+        }
+    }
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            Skip::LinkTruncated => "frame shorter than its link-layer header",
+            Skip::UnsupportedLink => "link type not decoded",
+            Skip::NotIp => "not IPv4/IPv6 (ARP, LLDP, STP, …)",
+            Skip::TooManyVlanTags => "more than 8 VLAN tags",
+            Skip::MalformedIp => "malformed or truncated IP header",
+            Skip::NotTcpUdp => "IP but neither TCP nor UDP (ICMP, ESP, GRE, …)",
+            Skip::TruncatedTransport => "TCP/UDP header cut before the ports",
+            Skip::OrphanFragment => "IP fragment whose first fragment was not seen",
+        }
+    }
+}
+
+/// Per-reason skip counters (an array: bumping one is an add).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SkipCounts(pub [u64; 8]);
+
+impl SkipCounts {
+    #[inline]
+    pub fn bump(&mut self, s: Skip) {
+        self.0[s as usize] += 1;
+    }
+    pub fn get(&self, s: Skip) -> u64 {
+        self.0[s as usize]
+    }
+    pub fn total(&self) -> u64 {
+        self.0.iter().sum()
+    }
+    pub fn add(&mut self, o: &SkipCounts) {
+        for (a, b) in self.0.iter_mut().zip(o.0.iter()) {
+            *a += b;
+        }
+    }
+}
+
+/// Bound on stacked VLAN tags (QinQ is 2; real networks stop well before 8).
+pub const MAX_VLAN_TAGS: usize = 8;
+
+/// TCP flag bits (RFC 9293 §3.1).
+pub mod tcp_flags {
+    pub const FIN: u8 = 0x01;
+    pub const SYN: u8 = 0x02;
+    pub const RST: u8 = 0x04;
+    pub const PSH: u8 = 0x08;
+    pub const ACK: u8 = 0x10;
+}
+
+/// Identity of an IP datagram being fragmented (RFC 791 §3.2, RFC 8200 §4.5).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FragId {
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub id: u32,
+    pub proto: u8,
+}
+
+/// What one packet tells.
+#[derive(Clone, Copy, Debug)]
+pub enum Decoded<'a> {
+    /// A TCP or UDP packet (or the first fragment of one).
+    Packet(Packet<'a>),
+    /// A later fragment: its bytes belong to whatever flow `FragId`'s first
+    /// fragment belonged to.
+    LaterFragment(FragId),
+    Skip(Skip),
+}
+
+/// The facts of one TCP/UDP packet. Borrowed from the capture buffer.
+#[derive(Clone, Copy, Debug)]
+pub struct Packet<'a> {
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub transport: Transport,
+    pub sport: u16,
+    pub dport: u16,
+    /// TCP flags; 0 for UDP or when the header was cut before them.
+    pub flags: u8,
+    pub seq: u32,
+    pub ack: u32,
+    /// The captured L4 payload (may be shorter than on the wire).
+    pub payload: &'a [u8],
+    /// Payload length on the wire, from the IP length fields.
+    pub payload_len: u32,
+    /// Outer VLAN id, 0 when untagged.
+    pub vlan: u16,
+    /// Set on a first fragment: later fragments carry this identity.
+    pub frag: Option<FragId>,
+}
+
+/// Decodes one captured frame of link type `link`.
+#[inline]
+pub fn decode(link: Link, frame: &[u8]) -> Decoded<'_> {
+    let (ip, vlan) = match link_payload(link, frame) {
+        Ok(x) => x,
+        Err(s) => return Decoded::Skip(s),
+    };
+    decode_ip(ip, vlan)
+}
+
+/// Strips the link layer: the IP bytes and the outer VLAN id.
+#[inline]
+fn link_payload(link: Link, f: &[u8]) -> Result<(&[u8], u16), Skip> {
+    match link {
+        Link::Ethernet => {
+            if f.len() < 14 {
+                return Err(Skip::LinkTruncated);
+            }
+            let mut ethertype = be16(f, 12);
+            let mut off = 14;
+            let mut vlan = 0u16;
+            let mut tags = 0;
+            // 802.1Q (0x8100), 802.1ad S-tag (0x88a8), legacy QinQ (0x9100).
+            while matches!(ethertype, 0x8100 | 0x88a8 | 0x9100) {
+                if tags == MAX_VLAN_TAGS {
+                    return Err(Skip::TooManyVlanTags);
+                }
+                if f.len() < off + 4 {
+                    return Err(Skip::LinkTruncated);
+                }
+                if tags == 0 {
+                    vlan = be16(f, off) & 0x0fff;
+                }
+                ethertype = be16(f, off + 2);
+                off += 4;
+                tags += 1;
+            }
+            match ethertype {
+                0x0800 | 0x86dd => Ok((&f[off..], vlan)),
+                _ => Err(Skip::NotIp),
+            }
+        }
+        Link::LinuxSll => {
+            if f.len() < 16 {
+                return Err(Skip::LinkTruncated);
+            }
+            ether_ip(be16(f, 14), &f[16..])
+        }
+        Link::LinuxSll2 => {
+            if f.len() < 20 {
+                return Err(Skip::LinkTruncated);
+            }
+            ether_ip(be16(f, 0), &f[20..])
+        }
+        Link::RawIp => Ok((f, 0)),
+        Link::Null => {
+            // The family is in the writer's byte order and differs between
+            // BSDs (AF_INET6 is 24, 28 or 30); the IP version nibble is what
+            // tcpdump falls back on too.
+            if f.len() < 4 {
+                return Err(Skip::LinkTruncated);
+            }
+            Ok((&f[4..], 0))
+        }
+    }
+}
+
+#[inline]
+fn ether_ip(ethertype: u16, rest: &[u8]) -> Result<(&[u8], u16), Skip> {
+    match ethertype {
+        0x0800 | 0x86dd => Ok((rest, 0)),
+        _ => Err(Skip::NotIp),
+    }
+}
+
+#[inline]
+fn be16(b: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([b[at], b[at + 1]])
+}
+
+#[inline]
+fn be32(b: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+/// Decodes from the IP header on.
+#[inline]
+pub fn decode_ip(ip: &[u8], vlan: u16) -> Decoded<'_> {
+    match ip.first().map(|b| b >> 4) {
+        Some(4) | Some(6) => {}
+        Some(_) => return Decoded::Skip(Skip::MalformedIp),
+        None => return Decoded::Skip(Skip::LinkTruncated),
+    }
+    let (sl, _ext_err) = match LaxIpSlice::from_slice(ip) {
+        Ok(x) => x,
+        Err(_) => return Decoded::Skip(Skip::MalformedIp),
+    };
+    let p = sl.payload();
+    let proto = p.ip_number.0;
+    let (src, dst, frag) = match &sl {
+        LaxIpSlice::Ipv4(v4) => {
+            let h = v4.header();
+            let src = IpAddr::V4(Ipv4Addr::from(h.source()));
+            let dst = IpAddr::V4(Ipv4Addr::from(h.destination()));
+            let off = h.fragments_offset().value();
+            let frag = if h.more_fragments() || off != 0 {
+                Some((
+                    FragId {
+                        src,
+                        dst,
+                        id: h.identification() as u32,
+                        proto,
+                    },
+                    off == 0,
+                ))
+            } else {
+                None
+            };
+            (src, dst, frag)
+        }
+        LaxIpSlice::Ipv6(v6) => {
+            let h = v6.header();
+            let src = IpAddr::V6(Ipv6Addr::from(h.source()));
+            let dst = IpAddr::V6(Ipv6Addr::from(h.destination()));
+            let mut frag = None;
+            if p.fragmented {
+                for ext in v6.extensions().clone().into_iter() {
+                    if let etherparse::Ipv6ExtensionSlice::Fragment(fh) = ext {
+                        let first = fh.fragment_offset().value() == 0;
+                        frag = Some((
+                            FragId {
+                                src,
+                                dst,
+                                id: fh.identification(),
+                                proto,
+                            },
+                            first,
+                        ));
+                    }
+                }
+            }
+            (src, dst, frag)
+        }
+    };
+    let Some(transport) = Transport::from_ip_number(proto) else {
+        return Decoded::Skip(Skip::NotTcpUdp);
+    };
+    let frag_id = match frag {
+        Some((id, false)) => return Decoded::LaterFragment(id),
+        Some((id, true)) => Some(id),
+        None => None,
+    };
+    let l4 = p.payload;
+    // The IP length fields say how long the L4 segment was on the wire even
+    // when the capture cut it (`len_source` falls back to the slice only if
+    // the header lies, which we then believe no further).
+    let wire_l4 = match &sl {
+        LaxIpSlice::Ipv4(v4) => {
+            let h = v4.header();
+            (h.total_len() as usize)
+                .saturating_sub(h.ihl() as usize * 4)
+                .max(l4.len())
+        }
+        LaxIpSlice::Ipv6(_) => l4.len(),
+    };
+    if l4.len() < 4 {
+        return Decoded::Skip(Skip::TruncatedTransport);
+    }
+    let sport = be16(l4, 0);
+    let dport = be16(l4, 2);
+    let (flags, seq, ack, hdr_len) = match transport {
+        Transport::Tcp if l4.len() >= 14 => {
+            let data_off = ((l4[12] >> 4) as usize * 4).max(20);
+            (l4[13], be32(l4, 4), be32(l4, 8), data_off)
+        }
+        Transport::Tcp => (0, 0, 0, 20),
+        Transport::Udp => (0, 0, 0, 8),
+    };
+    let payload = l4.get(hdr_len..).unwrap_or(&[]);
+    let payload_len = if frag_id.is_some() {
+        // A first fragment holds only part of the datagram; its payload is
+        // what is here, never more.
+        payload.len()
+    } else {
+        wire_l4.saturating_sub(hdr_len)
+    };
+    Decoded::Packet(Packet {
+        src,
+        dst,
+        transport,
+        sport,
+        dport,
+        flags,
+        seq,
+        ack,
+        payload,
+        payload_len: payload_len as u32,
+        vlan,
+        frag: frag_id,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use etherparse::PacketBuilder;
+
+    fn eth_tcp_v4(payload: &[u8], syn: bool) -> Vec<u8> {
+        let b = PacketBuilder::ethernet2([1; 6], [2; 6])
+            .ipv4([10, 0, 1, 20], [10, 0, 0, 10], 64)
+            .tcp(49152, 13000, 1000, 64240);
+        let b = if syn { b.syn() } else { b.ack(5).psh() };
+        let mut v = Vec::new();
+        b.write(&mut v, payload).unwrap();
+        v
+    }
+
+    fn packet(d: Decoded<'_>) -> Packet<'_> {
+        match d {
+            Decoded::Packet(p) => p,
+            other => panic!("expected a packet, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn ethernet_ipv4_tcp() {
+        let f = eth_tcp_v4(b"hello", false);
+        let p = packet(decode(Link::Ethernet, &f));
+        assert_eq!(p.src, "10.0.1.20".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            (p.sport, p.dport, p.transport),
+            (49152, 13000, Transport::Tcp)
+        );
+        assert_eq!(p.payload, b"hello");
+        assert_eq!(p.payload_len, 5);
+        assert_eq!(p.flags & tcp_flags::ACK, tcp_flags::ACK);
+        assert_eq!(p.seq, 1000);
+    }
+
+    #[test]
+    fn snaplen_truncated_packet_keeps_its_five_tuple() {
+        let f = eth_tcp_v4(&[0x16; 500], false);
+        let cut = &f[..60]; // 14 eth + 20 ip + 26 of the 20-byte TCP header + data
+        let p = packet(decode(Link::Ethernet, cut));
+        assert_eq!(p.dport, 13000);
+        assert_eq!(p.payload.len(), 6);
+        assert_eq!(
+            p.payload_len, 500,
+            "the wire length comes from the IP header"
+        );
+        // Cut inside the TCP header, after the ports: flags unknown.
+        let p = packet(decode(Link::Ethernet, &f[..40]));
+        assert_eq!((p.sport, p.dport, p.flags), (49152, 13000, 0));
+        assert!(matches!(
+            decode(Link::Ethernet, &f[..36]),
+            Decoded::Skip(Skip::TruncatedTransport)
+        ));
+    }
+
+    #[test]
+    fn vlan_and_qinq() {
+        let mut v = Vec::new();
+        PacketBuilder::ethernet2([1; 6], [2; 6])
+            .double_vlan(100.try_into().unwrap(), 200.try_into().unwrap())
+            .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+            .udp(5000, 15000)
+            .write(&mut v, b"x")
+            .unwrap();
+        // Make the outer tag an 802.1ad S-tag.
+        v[12] = 0x88;
+        v[13] = 0xa8;
+        let p = packet(decode(Link::Ethernet, &v));
+        assert_eq!((p.vlan, p.dport, p.transport), (100, 15000, Transport::Udp));
+    }
+
+    #[test]
+    fn too_many_tags_and_non_ip_are_skips() {
+        let mut f = vec![0u8; 12];
+        for _ in 0..9 {
+            f.extend_from_slice(&[0x81, 0x00, 0x00, 0x01]);
+        }
+        f.extend_from_slice(&[0x08, 0x00]);
+        f.extend_from_slice(&[0; 40]);
+        // 12 bytes MACs, then tags: rebuild so the first ethertype is a tag.
+        assert!(matches!(
+            decode(Link::Ethernet, &f),
+            Decoded::Skip(Skip::TooManyVlanTags)
+        ));
+        let mut arp = vec![0u8; 42];
+        arp[12] = 0x08;
+        arp[13] = 0x06;
+        assert!(matches!(
+            decode(Link::Ethernet, &arp),
+            Decoded::Skip(Skip::NotIp)
+        ));
+        assert!(matches!(
+            decode(Link::Ethernet, &arp[..10]),
+            Decoded::Skip(Skip::LinkTruncated)
+        ));
+    }
+
+    #[test]
+    fn sll_sll2_null_raw() {
+        let f = eth_tcp_v4(b"", true);
+        let ip = &f[14..];
+        let mut sll = vec![0u8; 16];
+        sll[2] = 0x03; // ARPHRD_LOOPBACK (772): etherparse would reject it
+        sll[3] = 0x04;
+        sll[14] = 0x08;
+        sll.extend_from_slice(ip);
+        assert_eq!(packet(decode(Link::LinuxSll, &sll)).dport, 13000);
+        let mut sll2 = vec![0x08, 0x00];
+        sll2.extend_from_slice(&[0; 18]);
+        sll2.extend_from_slice(ip);
+        assert_eq!(packet(decode(Link::LinuxSll2, &sll2)).dport, 13000);
+        let mut null = vec![2, 0, 0, 0];
+        null.extend_from_slice(ip);
+        assert_eq!(packet(decode(Link::Null, &null)).dport, 13000);
+        assert_eq!(packet(decode(Link::RawIp, ip)).flags, tcp_flags::SYN);
+    }
+
+    #[test]
+    fn ipv6_with_extension_headers() {
+        let mut v = Vec::new();
+        PacketBuilder::ipv6(
+            [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+            [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2],
+            64,
+        )
+        .tcp(50000, 13000, 1, 100)
+        .syn()
+        .write(&mut v, &[])
+        .unwrap();
+        // Insert a hop-by-hop header (8 bytes, next header TCP).
+        let mut ext = v[..40].to_vec();
+        ext[6] = 0; // next header: hop-by-hop
+        let plen = u16::from_be_bytes([ext[4], ext[5]]) + 8;
+        ext[4..6].copy_from_slice(&plen.to_be_bytes());
+        ext.extend_from_slice(&[6, 0, 1, 4, 0, 0, 0, 0]);
+        ext.extend_from_slice(&v[40..]);
+        let p = packet(decode(Link::RawIp, &ext));
+        assert_eq!(
+            (p.dport, p.transport, p.flags),
+            (13000, Transport::Tcp, tcp_flags::SYN)
+        );
+    }
+
+    #[test]
+    fn ipv4_fragments() {
+        // A UDP datagram split in two: the first carries the ports.
+        let mut v = Vec::new();
+        PacketBuilder::ipv4([10, 0, 0, 10], [10, 0, 1, 20], 64)
+            .udp(40000, 15000)
+            .write(&mut v, &[7; 64])
+            .unwrap();
+        let mut first = v[..20 + 32].to_vec();
+        first[6] = 0x20; // MF
+        first[4] = 0x12;
+        first[5] = 0x34;
+        first[2..4].copy_from_slice(&(52u16).to_be_bytes());
+        let p = packet(decode(Link::RawIp, &first));
+        assert_eq!(p.dport, 15000);
+        let id = p.frag.expect("first fragment carries its id");
+        assert_eq!(id.id, 0x1234);
+        let mut later = v[..20].to_vec();
+        later.extend_from_slice(&v[52..]);
+        later[4] = 0x12;
+        later[5] = 0x34;
+        later[6] = 0x00;
+        later[7] = 4; // offset 4 × 8 = 32 bytes
+        let total = later.len() as u16;
+        later[2..4].copy_from_slice(&total.to_be_bytes());
+        match decode(Link::RawIp, &later) {
+            Decoded::LaterFragment(f) => assert_eq!(f, id),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut buf = [0u8; 128];
+        for i in 0..20_000 {
+            for b in buf.iter_mut() {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                *b = x as u8;
+            }
+            // Keep the IP version plausible half of the time.
+            if i % 2 == 0 {
+                buf[14] = 0x45;
+                buf[12] = 0x08;
+                buf[13] = 0x00;
+            }
+            let len = (x % 129) as usize;
+            for l in [
+                Link::Ethernet,
+                Link::LinuxSll,
+                Link::LinuxSll2,
+                Link::RawIp,
+                Link::Null,
+            ] {
+                let _ = decode(l, &buf[..len]);
+            }
+        }
+    }
+}

@@ -1,0 +1,916 @@
+//! HOT PATH. The flow table: every TCP/UDP packet lands in the entry of its
+//! 5-tuple (both directions share one entry), which knows who initiated the
+//! connection, how that was decided, how it ended, and what the client's
+//! first payload was (TLS or not).
+//!
+//! A finished connection — closed, refused, timed out, evicted, superseded
+//! by a new SYN on the same tuple, or open at the end of the capture —
+//! leaves the table as a [`ConnRecord`] handed to a [`ConnSink`]. The table
+//! is bounded: idle timeouts plus a hard cap with eviction of the longest
+//! idle entries, counted, so a flood of spoofed tuples costs evictions, not
+//! memory.
+//!
+//! Per packet: one hash of a packed key, one probe, a few adds. Nothing is
+//! allocated except, once per connection at most, a small buffer when a TLS
+//! ClientHello spans several segments.
+
+use std::net::{IpAddr, Ipv6Addr};
+
+use crate::decode::{tcp_flags as F, FragId, Packet};
+use crate::rules::{PortSet, Transport};
+use crate::tls::{self, Inspect, TlsVersion};
+
+/// Capture time in microseconds since the Unix epoch (may be negative).
+pub type Ts = i64;
+
+/// Microseconds in a second.
+pub const SEC: Ts = 1_000_000;
+
+/// Tuning of the table; defaults suit an audit of a site's capture.
+#[derive(Clone, Copy, Debug)]
+pub struct FlowConfig {
+    /// A connection with no packet for this long is finished.
+    pub tcp_idle: Ts,
+    /// A SYN with no answer for this long is an unanswered attempt.
+    pub tcp_handshake_idle: Ts,
+    /// After FIN from both sides or a RST, how long late packets still
+    /// belong to the connection.
+    pub tcp_closed_linger: Ts,
+    pub udp_idle: Ts,
+    /// Hard cap on live entries.
+    pub max_flows: usize,
+    /// Fragment identities remembered (bounded), and for how long
+    /// (RFC 791 §3.2 suggests 15 s; Linux keeps 30 s).
+    pub max_fragments: usize,
+    pub fragment_timeout: Ts,
+}
+
+impl Default for FlowConfig {
+    fn default() -> Self {
+        FlowConfig {
+            tcp_idle: 3600 * SEC,
+            tcp_handshake_idle: 60 * SEC,
+            tcp_closed_linger: 30 * SEC,
+            udp_idle: 120 * SEC,
+            max_flows: 1 << 20,
+            max_fragments: 1 << 16,
+            fragment_timeout: 30 * SEC,
+        }
+    }
+}
+
+/// How the client (initiator) of a connection was decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Direction {
+    /// The client sent the SYN (RFC 9293 §3.5).
+    Syn,
+    /// Only the SYN-ACK was seen: its receiver is the client.
+    SynAck,
+    /// Mid-stream: the side on a KSC rule port is the server.
+    KscPort,
+    /// Mid-stream, no KSC port: the side on a port below 1024 is the server.
+    LowPort,
+    /// Nothing better: the sender of the first packet seen is the client.
+    FirstPacket,
+}
+
+impl Direction {
+    pub const ALL: [Direction; 5] = [
+        Direction::Syn,
+        Direction::SynAck,
+        Direction::KscPort,
+        Direction::LowPort,
+        Direction::FirstPacket,
+    ];
+    pub fn key(self) -> &'static str {
+        match self {
+            Direction::Syn => "syn",
+            Direction::SynAck => "syn_ack",
+            Direction::KscPort => "ksc_port",
+            Direction::LowPort => "low_port",
+            Direction::FirstPacket => "first_packet",
+        }
+    }
+}
+
+/// How a connection went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Outcome {
+    /// The server answered (SYN-ACK, or any packet from it).
+    Answered,
+    /// The server answered the SYN with a RST: nothing listens, or a firewall rejects.
+    Refused,
+    /// SYN (and retries) with no reply at all: a firewall drops it, or the host is down.
+    Unanswered,
+    /// Packets one way only without a handshake (UDP, or mid-stream TCP).
+    OneWay,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 4] = [
+        Outcome::Answered,
+        Outcome::Refused,
+        Outcome::Unanswered,
+        Outcome::OneWay,
+    ];
+    pub fn key(self) -> &'static str {
+        match self {
+            Outcome::Answered => "answered",
+            Outcome::Refused => "refused",
+            Outcome::Unanswered => "unanswered",
+            Outcome::OneWay => "one_way",
+        }
+    }
+}
+
+/// What the client's first payload was.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TlsSeen {
+    /// No client payload seen.
+    NoPayload,
+    /// A TLS ClientHello; `version` is the highest the client offered.
+    Hello {
+        version: TlsVersion,
+        sni: Option<Box<str>>,
+    },
+    /// TLS records, but the hello itself was not readable (mid-stream start,
+    /// capture cut by the snap length, a gap, an oversized hello).
+    TlsUnparsed,
+    /// The first client payload is not TLS.
+    Plaintext,
+    /// Mid-stream data that is not a TLS record: cannot tell.
+    Unknown,
+}
+
+/// A finished connection.
+#[derive(Clone, Debug)]
+pub struct ConnRecord {
+    pub client: IpAddr,
+    pub server: IpAddr,
+    pub client_port: u16,
+    pub server_port: u16,
+    pub transport: Transport,
+    pub first_ts: Ts,
+    pub last_ts: Ts,
+    /// [client→server, server→client].
+    pub packets: [u64; 2],
+    pub bytes: [u64; 2],
+    pub outcome: Outcome,
+    pub direction: Direction,
+    pub tls: TlsSeen,
+    pub vlan: u16,
+}
+
+/// Receives finished connections.
+pub trait ConnSink {
+    fn closed(&mut self, rec: ConnRecord);
+}
+
+impl<F: FnMut(ConnRecord)> ConnSink for F {
+    fn closed(&mut self, rec: ConnRecord) {
+        self(rec)
+    }
+}
+
+/// A 5-tuple with the two endpoints in canonical order, so that both
+/// directions hash to one entry. Addresses are packed as u128 (IPv4 mapped
+/// into ::ffff:0:0/96, RFC 4291 §2.5.5.2): one fixed-width key, no length
+/// prefixes, cheap to hash (`shared/notes/crates.md` §3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    lo: u128,
+    hi: u128,
+    ports: u32,
+    proto: u8,
+}
+
+#[inline]
+fn pack(a: IpAddr) -> u128 {
+    match a {
+        IpAddr::V4(v4) => u128::from(v4.to_ipv6_mapped()),
+        IpAddr::V6(v6) => u128::from(v6),
+    }
+}
+
+#[inline]
+fn unpack(a: u128) -> IpAddr {
+    let v6 = Ipv6Addr::from(a);
+    match v6.to_ipv4_mapped() {
+        Some(v4) => IpAddr::V4(v4),
+        None => IpAddr::V6(v6),
+    }
+}
+
+impl FlowKey {
+    /// The key of a packet and whether its sender is the `lo` endpoint.
+    #[inline]
+    pub fn of(p: &Packet<'_>) -> (FlowKey, bool) {
+        let (s, d) = ((pack(p.src), p.sport), (pack(p.dst), p.dport));
+        let from_lo = s <= d;
+        let ((lo, lp), (hi, hp)) = if from_lo { (s, d) } else { (d, s) };
+        (
+            FlowKey {
+                lo,
+                hi,
+                ports: (lp as u32) << 16 | hp as u32,
+                proto: p.transport as u8,
+            },
+            from_lo,
+        )
+    }
+    fn endpoint(&self, lo: bool) -> (IpAddr, u16) {
+        if lo {
+            (unpack(self.lo), (self.ports >> 16) as u16)
+        } else {
+            (unpack(self.hi), self.ports as u16)
+        }
+    }
+    fn transport(&self) -> Transport {
+        if self.proto == Transport::Tcp as u8 {
+            Transport::Tcp
+        } else {
+            Transport::Udp
+        }
+    }
+}
+
+/// Largest ClientHello we buffer across segments. Browser hellos are about
+/// 2 KB, post-quantum key shares add 1.2 KB; 16 KiB is one full TLS record
+/// (RFC 8446 §5.1) and bounds the per-flow memory.
+pub const MAX_HELLO_BYTES: usize = 16 * 1024;
+/// Segments we wait for before giving up on a hello.
+const MAX_HELLO_SEGMENTS: u8 = 16;
+
+// State bits of a connection.
+const SYN: u8 = 1; // a SYN from the client was seen
+const SYNACK: u8 = 2; // a SYN-ACK from the server was seen
+const FIN_C: u8 = 4;
+const FIN_S: u8 = 8;
+const RST: u8 = 16;
+const REFUSED: u8 = 32; // RST from the server before any SYN-ACK
+const MIDSTREAM: u8 = 64; // first packet was not a SYN/SYN-ACK
+
+#[derive(Debug)]
+enum Hello {
+    Pending,
+    /// Reassembling an in-order ClientHello; `next` is the next expected
+    /// client sequence number.
+    Buffering {
+        buf: Vec<u8>,
+        segments: u8,
+    },
+    Done(TlsSeen),
+}
+
+/// One live connection. Kept small: it is the unit of flow-table memory.
+#[derive(Debug)]
+struct Conn {
+    client_is_lo: bool,
+    direction: Direction,
+    state: u8,
+    vlan: u16,
+    /// The client's initial sequence number: a SYN with another one is a
+    /// new attempt, not a retransmission.
+    isn: u32,
+    /// Next client sequence number expected in the hello (after the SYN).
+    next_seq: u32,
+    first_ts: Ts,
+    last_ts: Ts,
+    packets: [u64; 2],
+    bytes: [u64; 2],
+    hello: Hello,
+}
+
+/// Counters the table keeps about itself.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowStats {
+    /// Connections finished by idle timeout.
+    pub timed_out: u64,
+    /// Connections pushed out because the table was full.
+    pub evicted: u64,
+    /// High-water mark of live entries.
+    pub peak_flows: u64,
+    /// Fragments attributed to their datagram's flow.
+    pub fragments_matched: u64,
+    /// First fragments not remembered because the fragment table was full.
+    pub fragments_dropped: u64,
+}
+
+/// The flow table.
+pub struct FlowTable {
+    cfg: FlowConfig,
+    map: hashbrown::HashMap<FlowKey, Conn>,
+    frags: hashbrown::HashMap<FragId, (FlowKey, Ts)>,
+    last_sweep: Ts,
+    pub stats: FlowStats,
+}
+
+/// How often (capture time) the table is swept for idle entries.
+const SWEEP_EVERY: Ts = 10 * SEC;
+
+impl FlowTable {
+    pub fn new(cfg: FlowConfig) -> FlowTable {
+        FlowTable {
+            cfg,
+            map: hashbrown::HashMap::with_capacity(1024.min(cfg.max_flows)),
+            frags: hashbrown::HashMap::new(),
+            last_sweep: Ts::MIN,
+            stats: FlowStats::default(),
+        }
+    }
+
+    /// Live entries.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Accounts one packet. `ksc_ports` decides the server of a connection
+    /// seen mid-stream. Finished connections go to `sink`.
+    #[inline]
+    pub fn update<S: ConnSink>(
+        &mut self,
+        ts: Ts,
+        wire_len: u32,
+        p: &Packet<'_>,
+        ksc_ports: &PortSet,
+        sink: &mut S,
+    ) {
+        if ts >= self.last_sweep.saturating_add(SWEEP_EVERY) {
+            self.sweep(ts, sink);
+        }
+        let (key, from_lo) = FlowKey::of(p);
+        if let Some(id) = p.frag {
+            self.remember_fragment(id, key, ts);
+        }
+        let syn_only = p.flags & (F::SYN | F::ACK) == F::SYN;
+
+        // A new SYN on a tuple whose connection is over (or is another
+        // attempt with a new ISN) starts a new connection.
+        if syn_only {
+            if let Some(c) = self.map.get(&key) {
+                let from_client = from_lo == c.client_is_lo;
+                let over =
+                    c.state & (RST | FIN_C) != 0 || c.state & (FIN_C | FIN_S) == FIN_C | FIN_S;
+                let new_attempt = !from_client
+                    || (c.state & SYN != 0 && p.seq != c.isn)
+                    || c.state & MIDSTREAM != 0;
+                if over || new_attempt {
+                    let c = self.map.remove(&key).expect("present");
+                    sink.closed(record(&key, c));
+                }
+            }
+        }
+
+        if !self.map.contains_key(&key) && self.map.len() >= self.cfg.max_flows {
+            self.make_room(ts, sink);
+        }
+        let c = self
+            .map
+            .entry(key)
+            .or_insert_with(|| new_conn(p, from_lo, ts, ksc_ports));
+        let from_client = from_lo == c.client_is_lo;
+        let dir = if from_client { 0 } else { 1 };
+        c.packets[dir] += 1;
+        c.bytes[dir] += wire_len as u64;
+        c.last_ts = ts;
+        if p.transport == Transport::Tcp {
+            let f = p.flags;
+            if from_client {
+                if f & (F::SYN | F::ACK) == F::SYN {
+                    c.state |= SYN;
+                    c.isn = p.seq;
+                    c.next_seq = p.seq.wrapping_add(1);
+                }
+                if f & F::FIN != 0 {
+                    c.state |= FIN_C;
+                }
+            } else {
+                if f & (F::SYN | F::ACK) == F::SYN | F::ACK {
+                    c.state |= SYNACK;
+                }
+                if f & F::RST != 0
+                    && c.state & SYNACK == 0
+                    && c.packets[1] == 1
+                    && c.state & SYN != 0
+                {
+                    c.state |= REFUSED;
+                }
+                if f & F::FIN != 0 {
+                    c.state |= FIN_S;
+                }
+            }
+            if f & F::RST != 0 {
+                c.state |= RST;
+            }
+        }
+        if from_client && p.payload_len > 0 && !matches!(c.hello, Hello::Done(_)) {
+            inspect(c, p);
+        }
+    }
+
+    /// Accounts a later IP fragment to the flow of its first fragment.
+    /// Returns false when that first fragment is unknown (an orphan).
+    #[inline]
+    pub fn update_fragment(&mut self, ts: Ts, wire_len: u32, id: &FragId) -> bool {
+        let Some(&(key, _)) = self.frags.get(id) else {
+            return false;
+        };
+        let Some(c) = self.map.get_mut(&key) else {
+            return false;
+        };
+        let from_client = (key.lo == pack(id.src)) == c.client_is_lo;
+        let dir = if from_client { 0 } else { 1 };
+        c.packets[dir] += 1;
+        c.bytes[dir] += wire_len as u64;
+        c.last_ts = ts;
+        self.stats.fragments_matched += 1;
+        true
+    }
+
+    fn remember_fragment(&mut self, id: FragId, key: FlowKey, ts: Ts) {
+        if self.frags.len() >= self.cfg.max_fragments && !self.frags.contains_key(&id) {
+            let limit = ts - self.cfg.fragment_timeout;
+            self.frags.retain(|_, (_, t)| *t >= limit);
+            if self.frags.len() >= self.cfg.max_fragments {
+                self.stats.fragments_dropped += 1;
+                return;
+            }
+        }
+        self.frags.insert(id, (key, ts));
+    }
+
+    /// Finishes every connection idle past its timeout at capture time `now`.
+    pub fn sweep<S: ConnSink>(&mut self, now: Ts, sink: &mut S) {
+        self.last_sweep = now;
+        let cfg = self.cfg;
+        let mut timed_out = 0;
+        self.map.retain(|k, c| {
+            if now - c.last_ts > idle_limit(&cfg, k, c) {
+                timed_out += 1;
+                sink.closed(record(k, std::mem::replace(c, placeholder())));
+                false
+            } else {
+                true
+            }
+        });
+        self.stats.timed_out += timed_out;
+        let limit = now - cfg.fragment_timeout;
+        self.frags.retain(|_, (_, t)| *t >= limit);
+        self.stats.peak_flows = self.stats.peak_flows.max(self.map.len() as u64);
+    }
+
+    /// The table is full: sweep, and if that frees too little, evict the
+    /// longest-idle tenth (their records still reach the report).
+    #[cold]
+    fn make_room<S: ConnSink>(&mut self, now: Ts, sink: &mut S) {
+        self.stats.peak_flows = self.stats.peak_flows.max(self.map.len() as u64);
+        self.sweep(now, sink);
+        if self.map.len() < self.cfg.max_flows {
+            return;
+        }
+        let mut ages: Vec<Ts> = self.map.values().map(|c| c.last_ts).collect();
+        let n = (ages.len() / 10).max(1);
+        let (_, cut, _) = ages.select_nth_unstable(n - 1);
+        let cut = *cut;
+        let mut evicted = 0;
+        self.map.retain(|k, c| {
+            if c.last_ts <= cut && evicted < n as u64 {
+                evicted += 1;
+                sink.closed(record(k, std::mem::replace(c, placeholder())));
+                false
+            } else {
+                true
+            }
+        });
+        self.stats.evicted += evicted;
+    }
+
+    /// Finishes every live connection (end of the capture).
+    pub fn drain<S: ConnSink>(&mut self, sink: &mut S) {
+        self.stats.peak_flows = self.stats.peak_flows.max(self.map.len() as u64);
+        for (k, c) in self.map.drain() {
+            sink.closed(record(&k, c));
+        }
+        self.frags.clear();
+    }
+}
+
+fn idle_limit(cfg: &FlowConfig, k: &FlowKey, c: &Conn) -> Ts {
+    if k.proto != Transport::Tcp as u8 {
+        cfg.udp_idle
+    } else if c.state & RST != 0 || c.state & (FIN_C | FIN_S) == FIN_C | FIN_S {
+        cfg.tcp_closed_linger
+    } else if c.state & SYN != 0 && c.packets[1] == 0 {
+        cfg.tcp_handshake_idle
+    } else {
+        cfg.tcp_idle
+    }
+}
+
+fn placeholder() -> Conn {
+    Conn {
+        client_is_lo: true,
+        direction: Direction::FirstPacket,
+        state: 0,
+        vlan: 0,
+        isn: 0,
+        next_seq: 0,
+        first_ts: 0,
+        last_ts: 0,
+        packets: [0; 2],
+        bytes: [0; 2],
+        hello: Hello::Pending,
+    }
+}
+
+/// Decides who the client is from the first packet of a connection.
+#[inline]
+fn new_conn(p: &Packet<'_>, from_lo: bool, ts: Ts, ksc: &PortSet) -> Conn {
+    let (src_is_client, direction, midstream) =
+        if p.transport == Transport::Tcp && p.flags & (F::SYN | F::ACK) == F::SYN {
+            (true, Direction::Syn, false)
+        } else if p.transport == Transport::Tcp && p.flags & (F::SYN | F::ACK) == F::SYN | F::ACK {
+            (false, Direction::SynAck, false)
+        } else {
+            let (s, d) = (
+                ksc.contains(p.transport, p.sport),
+                ksc.contains(p.transport, p.dport),
+            );
+            let (client, how) = if d && !s {
+                (true, Direction::KscPort)
+            } else if s && !d {
+                (false, Direction::KscPort)
+            } else if p.dport < 1024 && p.sport >= 1024 {
+                (true, Direction::LowPort)
+            } else if p.sport < 1024 && p.dport >= 1024 {
+                (false, Direction::LowPort)
+            } else {
+                (true, Direction::FirstPacket)
+            };
+            (client, how, p.transport == Transport::Tcp)
+        };
+    Conn {
+        client_is_lo: from_lo == src_is_client,
+        direction,
+        state: if midstream { MIDSTREAM } else { 0 },
+        vlan: p.vlan,
+        isn: 0,
+        next_seq: 0,
+        first_ts: ts,
+        last_ts: ts,
+        packets: [0; 2],
+        bytes: [0; 2],
+        hello: Hello::Pending,
+    }
+}
+
+/// Looks at client payload until the first one is judged: TLS ClientHello
+/// (version, SNI), TLS we cannot read, or plaintext.
+fn inspect(c: &mut Conn, p: &Packet<'_>) {
+    let seen_syn = p.transport == Transport::Tcp && c.state & SYN != 0;
+    let truncated = (p.payload.len() as u32) < p.payload_len;
+    if p.transport == Transport::Tcp && c.state & (SYN | SYNACK) == 0 {
+        // Mid-stream: this is not the first payload of the connection.
+        // A TLS record header is still recognisable; anything else is not
+        // proof of plaintext (a segment need not start a record).
+        c.hello = Hello::Done(if tls::looks_like_tls_record(p.payload) {
+            TlsSeen::TlsUnparsed
+        } else {
+            TlsSeen::Unknown
+        });
+        return;
+    }
+    match &mut c.hello {
+        Hello::Pending => {
+            if seen_syn && p.seq != c.next_seq {
+                if seq_before(p.seq, c.next_seq) {
+                    return; // retransmission of something already seen
+                }
+                c.hello = Hello::Done(TlsSeen::TlsUnparsed.unless_plain(p.payload));
+                return;
+            }
+            match tls::inspect_client_hello(p.payload) {
+                Inspect::Hello(h) => c.hello = Hello::Done(hello_seen(&h)),
+                Inspect::NotTls => c.hello = Hello::Done(TlsSeen::Plaintext),
+                Inspect::Malformed => c.hello = Hello::Done(TlsSeen::TlsUnparsed),
+                Inspect::NeedMore if truncated || !seen_syn && p.transport == Transport::Tcp => {
+                    c.hello = Hello::Done(TlsSeen::TlsUnparsed)
+                }
+                Inspect::NeedMore if p.transport == Transport::Udp => {
+                    c.hello = Hello::Done(TlsSeen::TlsUnparsed)
+                }
+                Inspect::NeedMore => {
+                    let mut buf = Vec::with_capacity((p.payload.len() * 2).min(MAX_HELLO_BYTES));
+                    buf.extend_from_slice(p.payload);
+                    c.next_seq = c.next_seq.wrapping_add(p.payload.len() as u32);
+                    c.hello = Hello::Buffering { buf, segments: 1 };
+                }
+            }
+        }
+        Hello::Buffering { buf, segments } => {
+            if p.seq != c.next_seq {
+                if seq_before(p.seq, c.next_seq) {
+                    return;
+                }
+                c.hello = Hello::Done(TlsSeen::TlsUnparsed); // a gap: give up
+                return;
+            }
+            if truncated
+                || buf.len() + p.payload.len() > MAX_HELLO_BYTES
+                || *segments >= MAX_HELLO_SEGMENTS
+            {
+                c.hello = Hello::Done(TlsSeen::TlsUnparsed);
+                return;
+            }
+            buf.extend_from_slice(p.payload);
+            *segments += 1;
+            c.next_seq = c.next_seq.wrapping_add(p.payload.len() as u32);
+            let seen = match tls::inspect_client_hello(buf) {
+                Inspect::Hello(h) => Some(hello_seen(&h)),
+                Inspect::NeedMore => None,
+                Inspect::NotTls | Inspect::Malformed => Some(TlsSeen::TlsUnparsed),
+            };
+            if let Some(s) = seen {
+                c.hello = Hello::Done(s);
+            }
+        }
+        Hello::Done(_) => {}
+    }
+}
+
+impl TlsSeen {
+    fn unless_plain(self, payload: &[u8]) -> TlsSeen {
+        if tls::looks_like_tls(payload) {
+            self
+        } else {
+            TlsSeen::Unknown
+        }
+    }
+}
+
+fn hello_seen(h: &tls::ClientHello<'_>) -> TlsSeen {
+    TlsSeen::Hello {
+        version: h.version,
+        sni: h.sni.map(Box::from),
+    }
+}
+
+/// RFC 9293 §3.4 sequence comparison (modulo 2^32).
+#[inline]
+fn seq_before(a: u32, b: u32) -> bool {
+    (a.wrapping_sub(b) as i32) < 0
+}
+
+fn record(k: &FlowKey, c: Conn) -> ConnRecord {
+    let (client, client_port) = k.endpoint(c.client_is_lo);
+    let (server, server_port) = k.endpoint(!c.client_is_lo);
+    let outcome = if c.state & REFUSED != 0 {
+        Outcome::Refused
+    } else if c.state & SYNACK != 0 || c.packets[1] > 0 {
+        Outcome::Answered
+    } else if c.state & SYN != 0 {
+        Outcome::Unanswered
+    } else {
+        Outcome::OneWay
+    };
+    let tls = match c.hello {
+        Hello::Done(t) => t,
+        Hello::Pending => TlsSeen::NoPayload,
+        // The hello never completed: TLS it is, unreadable.
+        Hello::Buffering { .. } => TlsSeen::TlsUnparsed,
+    };
+    ConnRecord {
+        client,
+        server,
+        client_port,
+        server_port,
+        transport: k.transport(),
+        first_ts: c.first_ts,
+        last_ts: c.last_ts,
+        packets: c.packets,
+        bytes: c.bytes,
+        outcome,
+        direction: c.direction,
+        tls,
+        vlan: c.vlan,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::{decode, Decoded, Link};
+    use etherparse::PacketBuilder;
+
+    const C: [u8; 4] = [10, 0, 1, 20];
+    const S: [u8; 4] = [10, 0, 0, 10];
+
+    fn tcp(
+        src: [u8; 4],
+        dst: [u8; 4],
+        sp: u16,
+        dp: u16,
+        flags: u8,
+        seq: u32,
+        data: &[u8],
+    ) -> Vec<u8> {
+        let mut b = PacketBuilder::ipv4(src, dst, 64).tcp(sp, dp, seq, 1000);
+        if flags & F::SYN != 0 {
+            b = b.syn();
+        }
+        if flags & F::ACK != 0 {
+            b = b.ack(1);
+        }
+        if flags & F::RST != 0 {
+            b = b.rst();
+        }
+        if flags & F::FIN != 0 {
+            b = b.fin();
+        }
+        let mut v = Vec::new();
+        b.write(&mut v, data).unwrap();
+        v
+    }
+
+    fn ksc() -> PortSet {
+        let mut p = PortSet::new();
+        p.insert(Transport::Tcp, 13000);
+        p
+    }
+
+    fn feed(t: &mut FlowTable, out: &mut Vec<ConnRecord>, ts: Ts, frame: &[u8]) {
+        let ports = ksc();
+        match decode(Link::RawIp, frame) {
+            Decoded::Packet(p) => {
+                t.update(ts, frame.len() as u32, &p, &ports, &mut |r| out.push(r))
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn handshake_gives_client_and_answered() {
+        let mut t = FlowTable::new(FlowConfig::default());
+        let mut out = Vec::new();
+        feed(
+            &mut t,
+            &mut out,
+            0,
+            &tcp(C, S, 50000, 13000, F::SYN, 100, b""),
+        );
+        feed(
+            &mut t,
+            &mut out,
+            1,
+            &tcp(S, C, 13000, 50000, F::SYN | F::ACK, 900, b""),
+        );
+        feed(
+            &mut t,
+            &mut out,
+            2,
+            &tcp(C, S, 50000, 13000, F::ACK, 101, b"GET / HTTP/1.1\r\n"),
+        );
+        t.drain(&mut |r| out.push(r));
+        assert_eq!(out.len(), 1);
+        let r = &out[0];
+        assert_eq!(r.client, IpAddr::from(C));
+        assert_eq!(
+            (r.server_port, r.direction, r.outcome),
+            (13000, Direction::Syn, Outcome::Answered)
+        );
+        assert_eq!(r.packets, [2, 1]);
+        assert_eq!(r.tls, TlsSeen::Plaintext);
+    }
+
+    #[test]
+    fn syn_ack_only_and_midstream_directions() {
+        let mut t = FlowTable::new(FlowConfig::default());
+        let mut out = Vec::new();
+        feed(
+            &mut t,
+            &mut out,
+            0,
+            &tcp(S, C, 13000, 50001, F::SYN | F::ACK, 1, b""),
+        );
+        feed(
+            &mut t,
+            &mut out,
+            0,
+            &tcp(S, C, 13000, 50002, F::ACK, 1, b"\x17\x03\x03\x00\x05hello"),
+        );
+        feed(&mut t, &mut out, 0, &tcp(S, C, 2000, 3000, F::ACK, 1, b"x"));
+        t.drain(&mut |r| out.push(r));
+        out.sort_by_key(|r| r.client_port.min(r.server_port));
+        let by_port = |p: u16| {
+            out.iter()
+                .find(|r| r.client_port == p || r.server_port == p && r.client_port != 2000)
+                .unwrap()
+        };
+        let a = by_port(50001);
+        assert_eq!(
+            (a.client, a.direction),
+            (IpAddr::from(C), Direction::SynAck)
+        );
+        let b = by_port(50002);
+        assert_eq!(
+            (b.client, b.direction, b.outcome),
+            (IpAddr::from(C), Direction::KscPort, Outcome::Answered)
+        );
+        let c = out.iter().find(|r| r.server_port == 3000).unwrap();
+        assert_eq!(c.direction, Direction::FirstPacket);
+    }
+
+    #[test]
+    fn refused_unanswered_and_new_syn_after_rst() {
+        let mut t = FlowTable::new(FlowConfig::default());
+        let mut out = Vec::new();
+        feed(
+            &mut t,
+            &mut out,
+            0,
+            &tcp(C, S, 50000, 13000, F::SYN, 100, b""),
+        );
+        feed(
+            &mut t,
+            &mut out,
+            1,
+            &tcp(S, C, 13000, 50000, F::RST | F::ACK, 0, b""),
+        );
+        // Same tuple, new attempt after the RST: a second connection.
+        feed(
+            &mut t,
+            &mut out,
+            2 * SEC,
+            &tcp(C, S, 50000, 13000, F::SYN, 5000, b""),
+        );
+        feed(
+            &mut t,
+            &mut out,
+            3 * SEC,
+            &tcp(C, S, 50000, 13000, F::SYN, 5000, b""),
+        ); // retransmission
+        t.drain(&mut |r| out.push(r));
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0].outcome, Outcome::Refused);
+        assert_eq!(
+            (out[1].outcome, out[1].packets),
+            (Outcome::Unanswered, [2, 0])
+        );
+    }
+
+    #[test]
+    fn idle_timeout_and_cap_are_bounded_and_counted() {
+        let cfg = FlowConfig {
+            max_flows: 100,
+            ..FlowConfig::default()
+        };
+        let mut t = FlowTable::new(cfg);
+        let mut out = Vec::new();
+        for i in 0..1000u32 {
+            let src = [10, 1, (i >> 8) as u8, i as u8];
+            feed(
+                &mut t,
+                &mut out,
+                i as Ts,
+                &tcp(src, S, 40000, 13000, F::SYN, i, b""),
+            );
+            assert!(t.len() <= 100);
+        }
+        assert!(t.stats.evicted >= 900 - 10, "{:?}", t.stats);
+        // UDP idles out after udp_idle.
+        let mut t = FlowTable::new(FlowConfig::default());
+        let mut v = Vec::new();
+        PacketBuilder::ipv4(S, C, 64)
+            .udp(40000, 15000)
+            .write(&mut v, b"x")
+            .unwrap();
+        feed(&mut t, &mut out, 0, &v);
+        feed(
+            &mut t,
+            &mut out,
+            200 * SEC,
+            &tcp(C, S, 1, 2, F::SYN, 1, b""),
+        );
+        assert_eq!(t.stats.timed_out, 1);
+    }
+
+    #[test]
+    fn canonical_key_is_direction_free() {
+        let a = tcp(C, S, 50000, 13000, F::SYN, 1, b"");
+        let b = tcp(S, C, 13000, 50000, F::ACK, 1, b"");
+        let (ka, la) = match decode(Link::RawIp, &a) {
+            Decoded::Packet(p) => FlowKey::of(&p),
+            _ => unreachable!(),
+        };
+        let (kb, lb) = match decode(Link::RawIp, &b) {
+            Decoded::Packet(p) => FlowKey::of(&p),
+            _ => unreachable!(),
+        };
+        assert_eq!(ka, kb);
+        assert_ne!(la, lb);
+    }
+}

@@ -1,0 +1,270 @@
+//! The `kscflow` command: a thin shell over the library. It parses the
+//! command line, loads rules and inventory, runs the audit, writes the
+//! report, and maps the outcome to the exit status of DESIGN.md:
+//! 0 nothing flagged, 1 findings, 2 the run could not be done.
+
+use std::fs::File;
+use std::io::{self, BufWriter, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::OnceLock;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use kscflow::audit::{audit, AuditConfig};
+use kscflow::capture::Reader;
+use kscflow::flow::FlowConfig;
+use kscflow::inventory::Inventory;
+use kscflow::rules::RuleSet;
+use kscflow::{classify, report, Error};
+
+#[derive(Parser)]
+#[command(name = "kscflow", version, about = "Passive traffic classifier for Kaspersky Security Center 14.2 networks", long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Audit recorded captures (pcap/pcapng) against the KSC port table.
+    Audit {
+        /// Capture files, read in order as one capture.
+        #[arg(required = true, value_name = "CAPTURE")]
+        captures: Vec<PathBuf>,
+        #[command(flatten)]
+        common: Common,
+        /// Inventory of KSC hosts (TOML); without it roles are inferred from the traffic.
+        #[arg(long, short = 'i', value_name = "FILE")]
+        inventory: Option<PathBuf>,
+        /// Output format.
+        #[arg(long, short = 'f', value_enum, default_value_t = Format::Text)]
+        format: Format,
+        /// Write the report here instead of standard output.
+        #[arg(long, short = 'o', value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Also write one JSON line per connection to FILE.
+        #[arg(long, value_name = "FILE")]
+        events: Option<PathBuf>,
+        /// Never draw the progress bar.
+        #[arg(long)]
+        no_progress: bool,
+    },
+    /// Print the inventory inferred from captures, as TOML to correct and reuse.
+    Discover {
+        #[arg(required = true, value_name = "CAPTURE")]
+        captures: Vec<PathBuf>,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Print the rule table, or check a rules file.
+    Rules {
+        /// Validate FILE and exit: 0 valid, 2 invalid (with file:line:column).
+        #[arg(long, value_name = "FILE")]
+        check: Option<PathBuf>,
+        /// Print this rules file instead of the built-in table.
+        #[arg(long, value_name = "FILE")]
+        rules: Option<PathBuf>,
+    },
+    /// Check an inventory file: 0 valid, 2 invalid (with file:line:column).
+    CheckInventory {
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+}
+
+#[derive(clap::Args)]
+struct Common {
+    /// Rules file replacing the built-in KSC 14.2 table.
+    #[arg(long, value_name = "FILE")]
+    rules: Option<PathBuf>,
+    /// BPF filter (tcpdump syntax) applied while reading; uses libpcap.
+    #[arg(long, value_name = "EXPR")]
+    filter: Option<String>,
+    /// Capture reader: auto (fast, or libpcap with --filter), libpcap, fast.
+    #[arg(long, value_enum, default_value_t = ReaderArg::Auto)]
+    reader: ReaderArg,
+    /// Most connections tracked at once; the longest idle are closed early beyond it.
+    #[arg(long, value_name = "N", default_value_t = FlowConfig::default().max_flows)]
+    max_flows: usize,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ReaderArg {
+    Auto,
+    Libpcap,
+    Fast,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) if e.is_broken_pipe() => ExitCode::from(0),
+        Err(e) => {
+            eprintln!("kscflow: error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn load_rules(path: Option<&Path>) -> Result<RuleSet, Error> {
+    match path {
+        Some(p) => RuleSet::load(p),
+        None => Ok(RuleSet::builtin()),
+    }
+}
+
+fn audit_config(captures: Vec<PathBuf>, c: &Common) -> AuditConfig {
+    AuditConfig {
+        files: captures,
+        reader: match c.reader {
+            ReaderArg::Auto => Reader::Auto,
+            ReaderArg::Libpcap => Reader::Libpcap,
+            ReaderArg::Fast => Reader::Fast,
+        },
+        filter: c.filter.clone(),
+        flow: FlowConfig {
+            max_flows: c.max_flows.max(1),
+            ..FlowConfig::default()
+        },
+        ..AuditConfig::default()
+    }
+}
+
+static BAR: OnceLock<indicatif::ProgressBar> = OnceLock::new();
+
+fn progress(done: u64, total: u64) {
+    let bar = BAR.get_or_init(|| {
+        let b = indicatif::ProgressBar::new(total);
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        ) {
+            b.set_style(style);
+        }
+        b
+    });
+    bar.set_position(done.min(total));
+}
+
+fn write_err(what: &str) -> impl FnOnce(io::Error) -> Error + '_ {
+    move |source| Error::Write {
+        what: what.to_string(),
+        source,
+    }
+}
+
+fn run(cli: Cli) -> Result<u8, Error> {
+    match cli.command {
+        Command::Rules {
+            check: Some(path), ..
+        } => {
+            let rs = RuleSet::load(&path)?;
+            println!(
+                "{}: valid: {} rules, {} expectations",
+                path.display(),
+                rs.rules.len(),
+                rs.expectations.len()
+            );
+            Ok(0)
+        }
+        Command::Rules { check: None, rules } => {
+            let rs = load_rules(rules.as_deref())?;
+            let mut out = BufWriter::new(io::stdout().lock());
+            write!(out, "{rs}")
+                .and_then(|_| out.flush())
+                .map_err(write_err("standard output"))?;
+            Ok(0)
+        }
+        Command::CheckInventory { file } => {
+            let inv = Inventory::load(&file)?;
+            println!(
+                "{}: valid: {} hosts, {} allow entries",
+                file.display(),
+                inv.hosts.len(),
+                inv.allows.len()
+            );
+            Ok(0)
+        }
+        Command::Discover { captures, common } => {
+            let rules = load_rules(common.rules.as_deref())?;
+            let cfg = audit_config(captures, &common);
+            let result = audit(&rules, None, &cfg)?;
+            let inv = result
+                .assessment
+                .inferred
+                .as_ref()
+                .expect("no inventory given, so roles were inferred");
+            let mut out = BufWriter::new(io::stdout().lock());
+            out.write_all(classify::inventory_toml(inv).as_bytes())
+                .and_then(|_| out.flush())
+                .map_err(write_err("standard output"))?;
+            Ok(0)
+        }
+        Command::Audit {
+            captures,
+            common,
+            inventory,
+            format,
+            output,
+            events,
+            no_progress,
+        } => {
+            let rules = load_rules(common.rules.as_deref())?;
+            let inv = inventory.as_deref().map(Inventory::load).transpose()?;
+            let mut cfg = audit_config(captures, &common);
+            cfg.keep_records = events.is_some();
+            if !no_progress && io::stderr().is_terminal() {
+                cfg.progress = Some(progress);
+            }
+            let result = audit(&rules, inv.as_ref(), &cfg)?;
+            if let Some(bar) = BAR.get() {
+                bar.finish_and_clear();
+            }
+            let inv_name = inventory.as_ref().map(|p| p.display().to_string());
+            let mut out: Box<dyn Write> = match &output {
+                Some(p) => Box::new(BufWriter::new(
+                    File::create(p).map_err(write_err(&p.display().to_string()))?,
+                )),
+                None => Box::new(BufWriter::new(io::stdout().lock())),
+            };
+            let what = output
+                .as_ref()
+                .map_or("standard output".to_string(), |p| p.display().to_string());
+            match format {
+                Format::Text => report::write_text(&mut out, &rules, inv_name.as_deref(), &result),
+                Format::Json => report::write_json(&mut out, &rules, inv_name.as_deref(), &result),
+            }
+            .and_then(|_| out.flush())
+            .map_err(|source| Error::Write {
+                what: what.clone(),
+                source,
+            })?;
+            if let (Some(path), Some(records)) = (&events, &result.records) {
+                let mut ev = BufWriter::new(
+                    File::create(path).map_err(write_err(&path.display().to_string()))?,
+                );
+                report::write_events(&mut ev, &rules, &result, records)
+                    .and_then(|_| ev.flush())
+                    .map_err(|source| Error::Write {
+                        what: path.display().to_string(),
+                        source,
+                    })?;
+            }
+            for f in result.capture.files.iter().filter(|f| f.error.is_some()) {
+                eprintln!(
+                    "kscflow: warning: {}: {}",
+                    f.path.display(),
+                    f.error.as_deref().unwrap_or_default()
+                );
+            }
+            Ok(report::exit_status(&result))
+        }
+    }
+}

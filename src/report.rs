@@ -1,0 +1,695 @@
+//! Reports: the JSON document of the DESIGN.md contract, the terminal
+//! summary (worst first, for the person reading it at 2 a.m.), and the
+//! per-connection JSON Lines of `--events`.
+
+use std::collections::BTreeMap;
+use std::io::{self, Write};
+
+use serde::Serialize;
+
+use crate::audit::AuditResult;
+use crate::classify::{HostView, Judged, RolesSource, Status, Verdict};
+use crate::conversation::{direction_counts, ConvKey};
+use crate::decode::Skip;
+use crate::flow::{ConnRecord, Outcome, TlsSeen, Ts};
+use crate::rules::{RoleSet, RuleSet};
+
+/// Exit status of an audit (DESIGN.md): 1 when anything is flagged.
+pub fn exit_status(r: &AuditResult) -> u8 {
+    let a = &r.assessment;
+    let flagged = a.flows.iter().any(|j| j.verdict != Verdict::Expected)
+        || a.missing.iter().any(|m| m.status == Status::Missing);
+    u8::from(flagged)
+}
+
+/// RFC 3339 UTC time with microseconds ("2026-01-15T09:00:00.000000Z").
+pub fn rfc3339(ts: Ts) -> String {
+    let secs = ts.div_euclid(1_000_000);
+    let micros = ts.rem_euclid(1_000_000);
+    let days = secs.div_euclid(86_400);
+    let sod = secs.rem_euclid(86_400);
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}Z",
+        sod / 3600,
+        sod / 60 % 60,
+        sod % 60
+    )
+}
+
+fn linktype_name(lt: i32) -> String {
+    match lt {
+        0 => "NULL".into(),
+        1 => "EN10MB".into(),
+        12 | 14 | 101 => "RAW".into(),
+        108 => "LOOP".into(),
+        113 => "LINUX_SLL".into(),
+        228 => "IPV4".into(),
+        229 => "IPV6".into(),
+        276 => "LINUX_SLL2".into(),
+        other => format!("LINKTYPE_{other} (not decoded)"),
+    }
+}
+
+#[derive(Serialize)]
+struct JsonReport<'a> {
+    kscflow: &'static str,
+    rules: JsonRules<'a>,
+    inventory: Option<&'a str>,
+    roles_source: RolesSource,
+    capture: JsonCapture,
+    summary: JsonSummary,
+    flows: Vec<JsonFlow>,
+    missing: Vec<JsonMissing>,
+}
+
+#[derive(Serialize)]
+struct JsonRules<'a> {
+    origin: &'a str,
+    product: &'a str,
+}
+
+#[derive(Serialize)]
+struct JsonFile {
+    path: String,
+    packets: u64,
+    bytes: u64,
+    link_types: Vec<String>,
+    complete: bool,
+    error: Option<String>,
+}
+
+#[derive(Serialize)]
+struct JsonCapture {
+    files: Vec<JsonFile>,
+    packets: u64,
+    bytes: u64,
+    first_timestamp: Option<String>,
+    last_timestamp: Option<String>,
+    duration_seconds: u64,
+    /// Packets that gave no flow (sum of `skipped`).
+    decode_errors: u64,
+    skipped: BTreeMap<&'static str, u64>,
+    /// Packets the capturing system dropped: unknown for files.
+    drops: Option<u64>,
+    flow_table: JsonFlowTable,
+}
+
+#[derive(Serialize)]
+struct JsonFlowTable {
+    peak_flows: u64,
+    timed_out: u64,
+    evicted: u64,
+    fragments_matched: u64,
+    fragments_not_tracked: u64,
+}
+
+#[derive(Serialize)]
+struct JsonSummary {
+    conversations: usize,
+    expected: usize,
+    insecure: usize,
+    unexpected: usize,
+    missing: usize,
+    unconfirmed: usize,
+    out_of_scope_connections: u64,
+    out_of_scope_packets: u64,
+    out_of_scope_bytes: u64,
+}
+
+#[derive(Serialize)]
+struct JsonTls {
+    version: Option<String>,
+    min_version: Option<String>,
+    sni: Option<String>,
+    hellos: u64,
+    unparsed: u64,
+}
+
+#[derive(Serialize)]
+struct JsonFlow {
+    client: String,
+    client_name: Option<String>,
+    server: String,
+    server_name: Option<String>,
+    server_port: u16,
+    transport: &'static str,
+    connections: u64,
+    packets: u64,
+    bytes: u64,
+    packets_to_server: u64,
+    packets_to_client: u64,
+    bytes_to_server: u64,
+    bytes_to_client: u64,
+    first_seen: String,
+    last_seen: String,
+    client_role: String,
+    server_role: String,
+    client_roles: Vec<&'static str>,
+    server_roles: Vec<&'static str>,
+    tls: Option<JsonTls>,
+    plaintext_connections: u64,
+    outcomes: BTreeMap<&'static str, u64>,
+    direction: BTreeMap<&'static str, u64>,
+    rule: Option<String>,
+    verdict: Verdict,
+    reason: String,
+    seed: Vec<u32>,
+}
+
+#[derive(Serialize)]
+struct JsonMissing {
+    host: String,
+    host_name: Option<String>,
+    role: &'static str,
+    expectation: String,
+    reason: String,
+    status: Status,
+    seed: Vec<u32>,
+}
+
+fn roles_list(h: &HostView) -> Vec<&'static str> {
+    let shown = if h.declared.is_empty() {
+        h.roles
+    } else {
+        h.declared
+    };
+    shown
+        .iter()
+        .filter(|r| *r != crate::rules::Role::Any)
+        .map(|r| r.name())
+        .collect()
+}
+
+fn flow_json(rules: &RuleSet, j: &Judged) -> JsonFlow {
+    let s = &j.stats;
+    let rule = j.rule.map(|i| &rules.rules[i]);
+    let tls = (s.tls_hellos + s.tls_unparsed > 0).then(|| JsonTls {
+        version: s.tls_max.map(|v| v.name().to_string()),
+        min_version: s.tls_min.map(|v| v.name().to_string()),
+        sni: s.sni.clone(),
+        hellos: s.tls_hellos,
+        unparsed: s.tls_unparsed,
+    });
+    JsonFlow {
+        client: j.key.client.to_string(),
+        client_name: j.client.name.clone(),
+        server: j.key.server.to_string(),
+        server_name: j.server.name.clone(),
+        server_port: j.key.server_port,
+        transport: j.key.transport.name(),
+        connections: s.connections,
+        packets: s.packets_total(),
+        bytes: s.bytes_total(),
+        packets_to_server: s.packets[0],
+        packets_to_client: s.packets[1],
+        bytes_to_server: s.bytes[0],
+        bytes_to_client: s.bytes[1],
+        first_seen: rfc3339(s.first_ts),
+        last_seen: rfc3339(s.last_ts),
+        client_role: j.client.role_for(rule.map_or(RoleSet(!0), |r| r.initiator)),
+        server_role: j.server.role_for(rule.map_or(RoleSet(!0), |r| r.responder)),
+        client_roles: roles_list(&j.client),
+        server_roles: roles_list(&j.server),
+        tls,
+        plaintext_connections: s.plaintext,
+        outcomes: Outcome::ALL
+            .iter()
+            .map(|o| (o.key(), s.outcome(*o)))
+            .collect(),
+        direction: direction_counts(s).into_iter().collect(),
+        rule: rule
+            .map(|r| r.id.clone())
+            .or_else(|| j.allow.as_ref().map(|a| format!("allow:{a}"))),
+        verdict: j.verdict,
+        reason: j.reason.clone(),
+        seed: j.seed.clone(),
+    }
+}
+
+/// Writes the JSON document (DESIGN.md "Contracts").
+pub fn write_json(
+    out: &mut dyn Write,
+    rules: &RuleSet,
+    inventory: Option<&str>,
+    r: &AuditResult,
+) -> io::Result<()> {
+    let a = &r.assessment;
+    let c = &r.capture;
+    let count = |v: Verdict| a.flows.iter().filter(|j| j.verdict == v).count();
+    let doc = JsonReport {
+        kscflow: env!("CARGO_PKG_VERSION"),
+        rules: JsonRules {
+            origin: &rules.origin,
+            product: &rules.product,
+        },
+        inventory,
+        roles_source: a.roles_source,
+        capture: JsonCapture {
+            files: c
+                .files
+                .iter()
+                .map(|f| JsonFile {
+                    path: f.path.display().to_string(),
+                    packets: f.packets,
+                    bytes: f.bytes,
+                    link_types: f.linktypes.iter().map(|l| linktype_name(*l)).collect(),
+                    complete: f.error.is_none(),
+                    error: f.error.clone(),
+                })
+                .collect(),
+            packets: c.packets,
+            bytes: c.bytes,
+            first_timestamp: c.first_ts.map(rfc3339),
+            last_timestamp: c.last_ts.map(rfc3339),
+            duration_seconds: c.duration_secs(),
+            decode_errors: c.skipped.total(),
+            skipped: Skip::ALL
+                .iter()
+                .filter(|s| c.skipped.get(**s) > 0)
+                .map(|s| (s.key(), c.skipped.get(*s)))
+                .collect(),
+            drops: None,
+            flow_table: JsonFlowTable {
+                peak_flows: c.flows.peak_flows,
+                timed_out: c.flows.timed_out,
+                evicted: c.flows.evicted,
+                fragments_matched: c.flows.fragments_matched,
+                fragments_not_tracked: c.flows.fragments_dropped,
+            },
+        },
+        summary: JsonSummary {
+            conversations: a.flows.len(),
+            expected: count(Verdict::Expected),
+            insecure: count(Verdict::Insecure),
+            unexpected: count(Verdict::Unexpected),
+            missing: a
+                .missing
+                .iter()
+                .filter(|m| m.status == Status::Missing)
+                .count(),
+            unconfirmed: a
+                .missing
+                .iter()
+                .filter(|m| m.status == Status::Unconfirmed)
+                .count(),
+            out_of_scope_connections: r.assessment.out_of_scope.connections
+                + out_of_scope_total(r).0,
+            out_of_scope_packets: r.assessment.out_of_scope.packets + out_of_scope_total(r).1,
+            out_of_scope_bytes: r.assessment.out_of_scope.bytes + out_of_scope_total(r).2,
+        },
+        flows: a.flows.iter().map(|j| flow_json(rules, j)).collect(),
+        missing: a
+            .missing
+            .iter()
+            .map(|m| JsonMissing {
+                host: m.host.addr.to_string(),
+                host_name: m.host.name.clone(),
+                role: m.role.name(),
+                expectation: m.expectation.clone(),
+                reason: m.reason.clone(),
+                status: m.status,
+                seed: m.seed.clone(),
+            })
+            .collect(),
+    };
+    serde_json::to_writer_pretty(&mut *out, &doc)?;
+    writeln!(out)
+}
+
+/// Out-of-scope traffic counted while collecting (not a KSC port at all).
+fn out_of_scope_total(r: &AuditResult) -> (u64, u64, u64) {
+    let o = r.capture_out_of_scope;
+    (o.connections, o.packets, o.bytes)
+}
+
+fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::with_capacity(s.len() + s.len() / 3);
+    for (i, ch) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+fn tls_text(j: &Judged) -> String {
+    let s = &j.stats;
+    match (s.tls_min, s.tls_max) {
+        (Some(a), Some(b)) if a == b => format!(", {a}"),
+        (Some(a), Some(b)) => format!(", {a}–{b}"),
+        _ if s.tls_unparsed > 0 => ", TLS (hello not readable)".into(),
+        _ if s.plaintext > 0 => ", plaintext".into(),
+        _ => String::new(),
+    }
+}
+
+fn attempts_text(j: &Judged) -> String {
+    let s = &j.stats;
+    let (un, rf) = (s.outcome(Outcome::Unanswered), s.outcome(Outcome::Refused));
+    let mut t = format!("{} conn", s.connections);
+    if un + rf > 0 {
+        t.push_str(&format!(" ({un} unanswered, {rf} refused)"));
+    }
+    t
+}
+
+fn flow_line(rules: &RuleSet, j: &Judged) -> String {
+    let rule = j.rule.map(|i| &rules.rules[i]);
+    format!(
+        "{} [{}] → {} [{}]  {} {}  {}{}",
+        j.client.label(),
+        j.client.role_for(rule.map_or(RoleSet(!0), |r| r.initiator)),
+        j.server.label(),
+        j.server.role_for(rule.map_or(RoleSet(!0), |r| r.responder)),
+        j.key.transport,
+        j.key.server_port,
+        attempts_text(j),
+        tls_text(j)
+    )
+}
+
+fn seed_text(seed: &[u32]) -> String {
+    if seed.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "  [seed {}]",
+            seed.iter()
+                .map(|t| t.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    }
+}
+
+/// Writes the terminal summary: worst first.
+pub fn write_text(
+    out: &mut dyn Write,
+    rules: &RuleSet,
+    inventory: Option<&str>,
+    r: &AuditResult,
+) -> io::Result<()> {
+    let a = &r.assessment;
+    let c = &r.capture;
+    let span = match (c.first_ts, c.last_ts) {
+        (Some(f), Some(l)) => format!(
+            "{} → {} ({} min)",
+            &rfc3339(f)[..19].replace('T', " "),
+            &rfc3339(l)[..19].replace('T', " "),
+            c.duration_secs() / 60
+        ),
+        _ => "no timestamps".into(),
+    };
+    writeln!(
+        out,
+        "kscflow audit: {} file(s), {} packets, {} UTC",
+        c.files.len(),
+        thousands(c.packets),
+        span
+    )?;
+    match (a.roles_source, inventory) {
+        (RolesSource::Inventory, Some(p)) => writeln!(out, "Roles: from the inventory {p}")?,
+        _ => writeln!(out, "Roles: INFERRED from the traffic (no inventory given); check them with `kscflow discover` and pass --inventory")?,
+    }
+    writeln!(out, "Rules: {} ({})", rules.product, rules.origin)?;
+    for f in &c.files {
+        if let Some(e) = &f.error {
+            writeln!(
+                out,
+                "WARNING: {} is damaged: {}; the report covers the {} packets before it.",
+                f.path.display(),
+                e,
+                thousands(f.packets)
+            )?;
+        }
+    }
+    let n = |v: Verdict| a.flows.iter().filter(|j| j.verdict == v).count();
+    let missing = a
+        .missing
+        .iter()
+        .filter(|m| m.status == Status::Missing)
+        .count();
+    let unconfirmed = a.missing.len() - missing;
+    let oos = a.out_of_scope.connections + r.capture_out_of_scope.connections;
+    writeln!(
+        out,
+        "Verdict: {} unexpected, {} insecure, {} missing ({} unconfirmed), {} expected conversation(s); {} out-of-scope connection(s) counted",
+        n(Verdict::Unexpected),
+        n(Verdict::Insecure),
+        missing,
+        unconfirmed,
+        n(Verdict::Expected),
+        thousands(oos)
+    )?;
+
+    for (v, title) in [
+        (Verdict::Unexpected, "UNEXPECTED"),
+        (Verdict::Insecure, "INSECURE"),
+    ] {
+        let list: Vec<&Judged> = a.flows.iter().filter(|j| j.verdict == v).collect();
+        if list.is_empty() {
+            continue;
+        }
+        writeln!(out, "\n{title} ({})", list.len())?;
+        for j in list {
+            writeln!(out, "  {}", flow_line(rules, j))?;
+            writeln!(out, "      {}{}", j.reason, seed_text(&j.seed))?;
+        }
+    }
+    for (st, title) in [
+        (Status::Missing, "MISSING"),
+        (Status::Unconfirmed, "NOT SEEN YET (unconfirmed)"),
+    ] {
+        let list: Vec<_> = a.missing.iter().filter(|m| m.status == st).collect();
+        if list.is_empty() {
+            continue;
+        }
+        writeln!(out, "\n{title} ({})", list.len())?;
+        for m in list {
+            writeln!(
+                out,
+                "  {} [{}] {}: {}{}",
+                m.host.label(),
+                m.role,
+                m.expectation,
+                m.reason,
+                seed_text(&m.seed)
+            )?;
+        }
+    }
+    let expected: Vec<&Judged> = a
+        .flows
+        .iter()
+        .filter(|j| j.verdict == Verdict::Expected)
+        .collect();
+    if !expected.is_empty() {
+        writeln!(
+            out,
+            "\nEXPECTED ({} conversation(s), by rule)",
+            expected.len()
+        )?;
+        let mut by_rule: BTreeMap<String, Vec<&Judged>> = BTreeMap::new();
+        for j in expected {
+            let k = j
+                .rule
+                .map(|i| rules.rules[i].id.clone())
+                .or_else(|| j.allow.as_ref().map(|a| format!("allow:{a}")))
+                .unwrap_or_default();
+            by_rule.entry(k).or_default().push(j);
+        }
+        for (id, list) in by_rule {
+            let (conns, un, rf): (u64, u64, u64) = list.iter().fold((0, 0, 0), |(c, u, r), j| {
+                (
+                    c + j.stats.connections,
+                    u + j.stats.outcome(Outcome::Unanswered),
+                    r + j.stats.outcome(Outcome::Refused),
+                )
+            });
+            let head = match rules.rule(&id) {
+                Some(rule) => format!(
+                    "{id}: {} → {} on {} {}{}",
+                    rule.initiator.names(),
+                    rule.responder.names(),
+                    rule.transport,
+                    rule.ports
+                        .iter()
+                        .map(|p| p.to_string())
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    seed_text(&rule.seed)
+                ),
+                None => id.clone(),
+            };
+            writeln!(out, "  {head}")?;
+            writeln!(
+                out,
+                "      {} conversation(s), {} connection(s), {} unanswered, {} refused",
+                list.len(),
+                conns,
+                un,
+                rf
+            )?;
+            for j in list.iter().take(20) {
+                writeln!(out, "      {}", flow_line(rules, j))?;
+            }
+            if list.len() > 20 {
+                writeln!(
+                    out,
+                    "      … and {} more (see --format json)",
+                    list.len() - 20
+                )?;
+            }
+        }
+    }
+    if c.skipped.total() > 0 {
+        writeln!(
+            out,
+            "\nPACKETS SKIPPED ({} of {})",
+            thousands(c.skipped.total()),
+            thousands(c.packets)
+        )?;
+        for s in Skip::ALL {
+            let k = c.skipped.get(s);
+            if k > 0 {
+                writeln!(
+                    out,
+                    "  {:>10}  {} ({})",
+                    thousands(k),
+                    s.describe(),
+                    s.key()
+                )?;
+            }
+        }
+    }
+    if c.flows.evicted > 0 {
+        writeln!(out, "\nNOTE: the flow table was full: {} connection(s) were closed early (raise --max-flows).", thousands(c.flows.evicted))?;
+    }
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct JsonEvent<'a> {
+    client: String,
+    client_port: u16,
+    server: String,
+    server_port: u16,
+    transport: &'static str,
+    start: String,
+    end: String,
+    packets_to_server: u64,
+    packets_to_client: u64,
+    bytes_to_server: u64,
+    bytes_to_client: u64,
+    outcome: &'static str,
+    direction: &'static str,
+    tls: Option<JsonEventTls<'a>>,
+    first_payload: &'static str,
+    vlan: Option<u16>,
+    rule: Option<&'a str>,
+    verdict: &'static str,
+    reason: &'a str,
+}
+
+#[derive(Serialize)]
+struct JsonEventTls<'a> {
+    version: Option<&'static str>,
+    sni: Option<&'a str>,
+}
+
+/// Writes one JSON line per connection (`--events`).
+pub fn write_events(
+    out: &mut dyn Write,
+    rules: &RuleSet,
+    r: &AuditResult,
+    records: &[ConnRecord],
+) -> io::Result<()> {
+    let judged: hashbrown::HashMap<ConvKey, &Judged> =
+        r.assessment.flows.iter().map(|j| (j.key, j)).collect();
+    for rec in records {
+        let key = ConvKey {
+            client: rec.client,
+            server: rec.server,
+            transport: rec.transport,
+            server_port: rec.server_port,
+        };
+        let j = judged.get(&key);
+        let (tls, first_payload) = match &rec.tls {
+            TlsSeen::Hello { version, sni } => (
+                Some(JsonEventTls {
+                    version: Some(version.name()),
+                    sni: sni.as_deref(),
+                }),
+                "tls",
+            ),
+            TlsSeen::TlsUnparsed => (
+                Some(JsonEventTls {
+                    version: None,
+                    sni: None,
+                }),
+                "tls",
+            ),
+            TlsSeen::Plaintext => (None, "plaintext"),
+            TlsSeen::NoPayload => (None, "none"),
+            TlsSeen::Unknown => (None, "unknown"),
+        };
+        let ev = JsonEvent {
+            client: rec.client.to_string(),
+            client_port: rec.client_port,
+            server: rec.server.to_string(),
+            server_port: rec.server_port,
+            transport: rec.transport.name(),
+            start: rfc3339(rec.first_ts),
+            end: rfc3339(rec.last_ts),
+            packets_to_server: rec.packets[0],
+            packets_to_client: rec.packets[1],
+            bytes_to_server: rec.bytes[0],
+            bytes_to_client: rec.bytes[1],
+            outcome: rec.outcome.key(),
+            direction: rec.direction.key(),
+            tls,
+            first_payload,
+            vlan: (rec.vlan != 0).then_some(rec.vlan),
+            rule: j.and_then(|j| j.rule.map(|i| rules.rules[i].id.as_str())),
+            verdict: j.map_or("out_of_scope", |j| j.verdict.name()),
+            reason: j.map_or("", |j| j.reason.as_str()),
+        };
+        serde_json::to_writer(&mut *out, &ev)?;
+        out.write_all(b"\n")?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_known_dates() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000000Z");
+        assert_eq!(
+            rfc3339(1_768_467_600_000_000),
+            "2026-01-15T09:00:00.000000Z"
+        );
+        assert_eq!(rfc3339(-1), "1969-12-31T23:59:59.999999Z");
+        assert_eq!(rfc3339(951_782_400_000_000), "2000-02-29T00:00:00.000000Z");
+    }
+
+    #[test]
+    fn thousands_separators() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(1234567), "1,234,567");
+        assert_eq!(thousands(999), "999");
+    }
+}
