@@ -183,7 +183,7 @@ pub fn audit(
             approx += 16 + f.data.len() as u64;
             engine.on_frame(f);
             if let Some(p) = progress {
-                if engine.facts.packets % 8192 == 0 {
+                if engine.facts.packets.is_multiple_of(8192) {
                     p(done_bytes + approx, total);
                 }
             }

@@ -11,7 +11,7 @@ use std::net::IpAddr;
 
 use crate::flow::{ConnRecord, ConnSink, Direction, Outcome, TlsSeen, Ts};
 use crate::inventory::Inventory;
-use crate::rules::{RuleSet, Transport};
+use crate::rules::{Role, RuleSet, Transport};
 use crate::tls::TlsVersion;
 
 /// The key of a conversation.
@@ -168,8 +168,17 @@ impl<'r> Conversations<'r> {
         if self.rules.ksc_ports.contains(t, p) || self.rules.shared_ports.contains(t, p) {
             return true;
         }
+        // Two inventory hosts, the server one serving KSC (classify decides
+        // the rest; this only keeps LAN chatter between workstations out).
         match self.inventory {
-            Some(inv) => inv.lookup(r.client).is_some() && inv.lookup(r.server).is_some(),
+            Some(inv) => {
+                inv.lookup(r.client).is_some()
+                    && inv.lookup(r.server).is_some_and(|l| {
+                        self.rules
+                            .expand(l.host.roles)
+                            .intersects(Role::INFRASTRUCTURE)
+                    })
+            }
             None => false,
         }
     }

@@ -365,7 +365,7 @@ impl FlowTable {
             }
         }
 
-        if !self.map.contains_key(&key) && self.map.len() >= self.cfg.max_flows {
+        if self.map.len() >= self.cfg.max_flows && !self.map.contains_key(&key) {
             self.make_room(ts, sink);
         }
         let c = self

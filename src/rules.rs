@@ -628,8 +628,8 @@ impl fmt::Display for RuleSet {
         writeln!(f)?;
         writeln!(
             f,
-            "{:<18} {:<14} {:<9} {:<50} {}",
-            "RULE", "PORT", "TLS", "INITIATOR → RESPONDER", "SOURCE"
+            "{:<18} {:<14} {:<9} {:<50} SOURCE",
+            "RULE", "PORT", "TLS", "INITIATOR → RESPONDER"
         )?;
         for r in &self.rules {
             let ports = if r.ports.is_empty() {

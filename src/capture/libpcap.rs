@@ -30,7 +30,10 @@ pub fn read(
     loop {
         match cap.next_packet() {
             Ok(p) => {
-                let ts = p.header.ts.tv_sec as i64 * 1_000_000 + p.header.ts.tv_usec as i64 / 1000;
+                // time_t and suseconds_t are i64 here, narrower on 32-bit targets.
+                #[allow(clippy::useless_conversion)]
+                let ts = i64::from(p.header.ts.tv_sec) * 1_000_000
+                    + i64::from(p.header.ts.tv_usec) / 1000;
                 on(Frame {
                     ts,
                     wire_len: p.header.len,
