@@ -89,12 +89,7 @@ pub struct Engine<'r> {
 }
 
 impl<'r> Engine<'r> {
-    pub fn new(
-        rules: &'r RuleSet,
-        inventory: Option<&'r Inventory>,
-        flow: FlowConfig,
-        keep_records: bool,
-    ) -> Self {
+    pub fn new(rules: &'r RuleSet, inventory: Option<&'r Inventory>, flow: FlowConfig, keep_records: bool) -> Self {
         Engine {
             rules,
             flows: FlowTable::new(flow),
@@ -124,10 +119,7 @@ impl<'r> Engine<'r> {
             return;
         };
         match decode(link, f.data) {
-            Decoded::Packet(p) => {
-                self.flows
-                    .update(f.ts, f.wire_len, &p, &self.rules.ksc_ports, &mut self.convs)
-            }
+            Decoded::Packet(p) => self.flows.update(f.ts, f.wire_len, &p, &self.rules.ksc_ports, &mut self.convs),
             Decoded::LaterFragment(id) => {
                 if !self.flows.update_fragment(f.ts, f.wire_len, &id) {
                     facts.skipped.bump(Skip::OrphanFragment);
@@ -149,31 +141,17 @@ impl<'r> Engine<'r> {
 /// A file that cannot be opened at all is an error (exit 2). A file that
 /// breaks part-way keeps what was read, and the break is in its
 /// [`FileFacts::error`].
-pub fn audit(
-    rules: &RuleSet,
-    inventory: Option<&Inventory>,
-    cfg: &AuditConfig,
-) -> Result<AuditResult, crate::Error> {
+pub fn audit(rules: &RuleSet, inventory: Option<&Inventory>, cfg: &AuditConfig) -> Result<AuditResult, crate::Error> {
     let mut engine = Engine::new(rules, inventory, cfg.flow, cfg.keep_records);
-    let total: u64 = cfg
-        .files
-        .iter()
-        .filter_map(|p| std::fs::metadata(p).ok())
-        .map(|m| m.len())
-        .sum();
+    let total: u64 = cfg.files.iter().filter_map(|p| std::fs::metadata(p).ok()).map(|m| m.len()).sum();
     let mut done_bytes = 0u64;
     for path in &cfg.files {
-        let mut ff = FileFacts {
-            path: path.clone(),
-            ..Default::default()
-        };
+        let mut ff = FileFacts { path: path.clone(), ..Default::default() };
         let before = (engine.facts.packets, engine.facts.bytes);
         let mut approx = 0u64;
         let mut last_lt = i32::MIN;
         let progress = cfg.progress;
-        let end = capture::read_file(path, cfg.reader, cfg.filter.as_deref(), &mut |f: Frame<
-            '_,
-        >| {
+        let end = capture::read_file(path, cfg.reader, cfg.filter.as_deref(), &mut |f: Frame<'_>| {
             if f.linktype != last_lt {
                 last_lt = f.linktype;
                 if !ff.linktypes.contains(&f.linktype) {
@@ -195,6 +173,27 @@ pub fn audit(
         }
         done_bytes += std::fs::metadata(path).map(|m| m.len()).unwrap_or(approx);
         engine.facts.files.push(ff);
+    }
+    // Nothing could be audited at all: that is a run that could not be done
+    // (exit 2), not a clean bill of health.
+    let facts = &engine.facts;
+    if facts.packets == 0 {
+        if let Some(f) = facts.files.iter().find(|f| f.error.is_some()) {
+            return Err(crate::Error::Capture {
+                path: f.path.clone(),
+                message: format!("no packet could be read: {}", f.error.as_deref().unwrap_or_default()),
+            });
+        }
+    } else if facts.skipped.get(Skip::UnsupportedLink) == facts.packets {
+        let f = &facts.files[0];
+        let lts: Vec<String> = f.linktypes.iter().map(|l| l.to_string()).collect();
+        return Err(crate::Error::Capture {
+            path: f.path.clone(),
+            message: format!(
+                "link type {} is not decoded; kscflow reads Ethernet (1), Linux SLL (113) and SLL2 (276), raw IP (101, 228, 229) and BSD null/loopback (0, 108)",
+                lts.join(", ")
+            ),
+        });
     }
     engine.finish();
     let assessment = classify::assess(

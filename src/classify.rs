@@ -137,11 +137,7 @@ pub fn assess(
         None => (Some(infer_roles(rules, convs)), RolesSource::Inferred),
     };
     let inv = inventory.or(inferred.as_ref()).expect("one of the two");
-    let res = Resolver {
-        rules,
-        inv,
-        declared: inventory.is_some(),
-    };
+    let res = Resolver { rules, inv, declared: inventory.is_some() };
 
     let mut keys: Vec<&ConvKey> = convs.keys().collect();
     keys.sort();
@@ -159,13 +155,7 @@ pub fn assess(
         }
     }
     let missing = missing(&res, &flows, seen_in_networks, duration_secs);
-    Assessment {
-        flows,
-        missing,
-        roles_source,
-        inferred,
-        out_of_scope,
-    }
+    Assessment { flows, missing, roles_source, inferred, out_of_scope }
 }
 
 struct Resolver<'a> {
@@ -180,21 +170,10 @@ impl Resolver<'_> {
         let any = RoleSet::EMPTY.with(Role::Any);
         let is_mcast = addr.is_multicast();
         let lookup = self.inv.lookup(addr);
-        let bcast = matches!(addr, IpAddr::V4(v4) if v4.is_broadcast())
-            || lookup.is_some_and(|l| l.is_broadcast);
+        let bcast = matches!(addr, IpAddr::V4(v4) if v4.is_broadcast()) || lookup.is_some_and(|l| l.is_broadcast);
         if is_mcast || bcast {
-            let r = if is_mcast {
-                Role::Multicast
-            } else {
-                Role::Broadcast
-            };
-            return HostView {
-                addr,
-                name: None,
-                roles: any.with(r),
-                declared: RoleSet::EMPTY.with(r),
-                known: true,
-            };
+            let r = if is_mcast { Role::Multicast } else { Role::Broadcast };
+            return HostView { addr, name: None, roles: any.with(r), declared: RoleSet::EMPTY.with(r), known: true };
         }
         match lookup {
             Some(l) => HostView {
@@ -204,13 +183,9 @@ impl Resolver<'_> {
                 declared: l.host.roles,
                 known: true,
             },
-            None => HostView {
-                addr,
-                name: None,
-                roles: any.with(Role::External),
-                declared: RoleSet::EMPTY,
-                known: false,
-            },
+            None => {
+                HostView { addr, name: None, roles: any.with(Role::External), declared: RoleSet::EMPTY, known: false }
+            }
         }
     }
 }
@@ -228,8 +203,7 @@ fn judge(res: &Resolver<'_>, key: &ConvKey, s: &ConvStats) -> Option<Judged> {
     let client = res.view(key.client);
     let server = res.view(key.server);
     let (t, port) = (key.transport, key.server_port);
-    let infra = client.roles.intersects(Role::INFRASTRUCTURE)
-        || server.roles.intersects(Role::INFRASTRUCTURE);
+    let infra = client.roles.intersects(Role::INFRASTRUCTURE) || server.roles.intersects(Role::INFRASTRUCTURE);
 
     // Scope (DESIGN.md): a KSC port; a shared port only with a KSC host on a
     // side; with an inventory, any flow between two of its hosts where the
@@ -238,10 +212,7 @@ fn judge(res: &Resolver<'_>, key: &ConvKey, s: &ConvStats) -> Option<Judged> {
     let shared = rules.shared_ports.contains(t, port);
     let in_scope = (ksc_port && !shared)
         || (shared && infra)
-        || (res.declared
-            && client.known
-            && server.known
-            && server.roles.intersects(Role::INFRASTRUCTURE));
+        || (res.declared && client.known && server.known && server.roles.intersects(Role::INFRASTRUCTURE));
     if !in_scope {
         return None;
     }
@@ -268,27 +239,29 @@ fn judge(res: &Resolver<'_>, key: &ConvKey, s: &ConvStats) -> Option<Judged> {
         }
     }
 
+    // A rule that names server names fits only a hello naming one of them
+    // (fcm and cloud share AS → external:443).
+    let sni_ok = |r: &Rule| r.sni.is_empty() || s.sni.as_deref().is_some_and(|n| r.sni_matches(n));
     let fitting: Vec<usize> = candidates
         .iter()
         .copied()
-        .filter(|&i| fits(&rules.rules[i], &j.client, &j.server))
+        .filter(|&i| fits(&rules.rules[i], &j.client, &j.server) && sni_ok(&rules.rules[i]))
         .collect();
-    // Prefer a rule the declared roles fit without implications (a gateway
-    // connecting to its server is `gw-server`, not merely `agent`).
+    // Prefer a rule singled out by the server name, then one the declared
+    // roles fit without implications (a gateway connecting to its server is
+    // `gw-server`, not merely `agent`), then file order.
+    let declared_fit = |i: usize| {
+        rules.rules[i].initiator.intersects(j.client.declared) && rules.rules[i].responder.intersects(j.server.declared)
+    };
     let chosen = fitting
         .iter()
         .copied()
-        .find(|&i| {
-            rules.rules[i].initiator.intersects(j.client.declared)
-                && rules.rules[i].responder.intersects(j.server.declared)
-        })
+        .find(|&i| !rules.rules[i].sni.is_empty())
+        .or_else(|| fitting.iter().copied().find(|&i| declared_fit(i)))
         .or_else(|| fitting.first().copied());
 
     let Some(ri) = chosen else {
-        j.seed = candidates
-            .iter()
-            .flat_map(|&i| rules.rules[i].seed.iter().copied())
-            .collect();
+        j.seed = candidates.iter().flat_map(|&i| rules.rules[i].seed.iter().copied()).collect();
         j.seed.sort_unstable();
         j.seed.dedup();
         j.reason = unexpected_reason(res, &j, &candidates);
@@ -319,25 +292,15 @@ fn judge(res: &Resolver<'_>, key: &ConvKey, s: &ConvStats) -> Option<Judged> {
         ));
     }
     if let Some(v) = s.tls_min.filter(|v| v.is_obsolete()) {
-        problems.push(format!(
-            "the client offered at most {v}; TLS below 1.2 is obsolete (RFC 8996)"
-        ));
+        problems.push(format!("the client offered at most {v}; TLS below 1.2 is obsolete (RFC 8996)"));
     }
     if problems.is_empty() {
         j.verdict = Verdict::Expected;
-        let mut r = format!(
-            "{what} matches rule `{}`: {}",
-            rule.id,
-            rule.purpose.trim_end_matches('.')
-        );
+        let mut r = format!("{what} matches rule `{}`: {}", rule.id, rule.purpose.trim_end_matches('.'));
         let unanswered = s.outcome(Outcome::Unanswered);
         let refused = s.outcome(Outcome::Refused);
         if unanswered + refused > 0 {
-            let _ = write!(
-                r,
-                "; but {unanswered} attempt(s) unanswered and {refused} refused of {}",
-                s.connections
-            );
+            let _ = write!(r, "; but {unanswered} attempt(s) unanswered and {refused} refused of {}", s.connections);
         }
         j.reason = r;
     } else {
@@ -354,10 +317,7 @@ fn unexpected_reason(res: &Resolver<'_>, j: &Judged, candidates: &[usize]) -> St
     let croles = j.client.role_for(RoleSet(!0));
     let sroles = j.server.role_for(RoleSet(!0));
     let pt = ports_text(t, port);
-    if let Some(&ri) = candidates
-        .iter()
-        .find(|&&i| fits(&rules.rules[i], &j.server, &j.client))
-    {
+    if let Some(&ri) = candidates.iter().find(|&&i| fits(&rules.rules[i], &j.server, &j.client)) {
         let r = &rules.rules[ri];
         return format!(
             "wrong direction: {cl} ({croles}) opened {pt} to {sl} ({sroles}); rule `{}` has {} → {}",
@@ -366,11 +326,7 @@ fn unexpected_reason(res: &Resolver<'_>, j: &Judged, candidates: &[usize]) -> St
             r.responder.names()
         );
     }
-    let not_in = if res.declared {
-        "is not in the inventory"
-    } else {
-        "has no KSC role seen in the traffic"
-    };
+    let not_in = if res.declared { "is not in the inventory" } else { "has no KSC role seen in the traffic" };
     if !j.client.known && !candidates.is_empty() {
         return format!("{cl} {not_in} but opened {pt} to {sl} ({sroles})");
     }
@@ -383,14 +339,7 @@ fn unexpected_reason(res: &Resolver<'_>, j: &Judged, candidates: &[usize]) -> St
     let allowed: Vec<String> = candidates
         .iter()
         .map(|&i| &rules.rules[i])
-        .map(|r| {
-            format!(
-                "`{}` {} → {}",
-                r.id,
-                r.initiator.names(),
-                r.responder.names()
-            )
-        })
+        .map(|r| format!("`{}` {} → {}", r.id, r.initiator.names(), r.responder.names()))
         .collect();
     format!(
         "wrong roles: {cl} ({croles}) → {sl} ({sroles}) on {pt} fits no rule; this port is for {}",
@@ -400,11 +349,7 @@ fn unexpected_reason(res: &Resolver<'_>, j: &Judged, candidates: &[usize]) -> St
 
 /// The hosts an expectation is about: inventory entries holding the role,
 /// and for networks, each address of them seen in the capture.
-fn subjects<'a>(
-    res: &'a Resolver<'_>,
-    e: &Expectation,
-    seen: &'a std::collections::BTreeSet<IpAddr>,
-) -> Vec<HostView> {
+fn subjects<'a>(res: &'a Resolver<'_>, e: &Expectation, seen: &'a std::collections::BTreeSet<IpAddr>) -> Vec<HostView> {
     let mut out = Vec::new();
     for h in &res.inv.hosts {
         if !res.rules.expand(h.roles).contains(e.subject) {
@@ -444,9 +389,12 @@ fn missing(
                 continue;
             }
             // Someone else must be able to play the other side.
-            let other_exists = res.inv.hosts.iter().any(|o: &Host| {
-                !o.net.contains(&h.addr) && res.rules.expand(o.roles).intersects(counterpart)
-            }) || counterpart.contains(Role::External);
+            let other_exists = res
+                .inv
+                .hosts
+                .iter()
+                .any(|o: &Host| !o.net.contains(&h.addr) && res.rules.expand(o.roles).intersects(counterpart))
+                || counterpart.contains(Role::External);
             if !other_exists {
                 continue;
             }
@@ -466,20 +414,11 @@ fn missing(
                         })
                 })
                 .collect();
-            if matching
-                .iter()
-                .any(|j| j.stats.outcome(Outcome::Answered) > 0)
-            {
+            if matching.iter().any(|j| j.stats.outcome(Outcome::Answered) > 0) {
                 continue;
             }
-            let unanswered: u64 = matching
-                .iter()
-                .map(|j| j.stats.outcome(Outcome::Unanswered))
-                .sum();
-            let refused: u64 = matching
-                .iter()
-                .map(|j| j.stats.outcome(Outcome::Refused))
-                .sum();
+            let unanswered: u64 = matching.iter().map(|j| j.stats.outcome(Outcome::Unanswered)).sum();
+            let refused: u64 = matching.iter().map(|j| j.stats.outcome(Outcome::Refused)).sum();
             let explained = flows.iter().any(|j| {
                 j.key.client == h.addr
                     && e.explained_by.iter().any(|&i| {
@@ -490,26 +429,20 @@ fn missing(
             let mins = duration_secs / 60;
             let mut reason = format!("{} never managed to {}", h.label(), e.text);
             if unanswered + refused > 0 {
-                let _ = write!(
-                    reason,
-                    " ({unanswered} attempt(s) unanswered, {refused} refused: check the firewall)"
-                );
+                let _ = write!(reason, " ({unanswered} attempt(s) unanswered, {refused} refused: check the firewall)");
             }
             let status = if explained {
-                let _ = write!(
-                    reason,
-                    "; it sent a shutdown notice (UDP 13000), which explains its silence"
-                );
+                let _ = write!(reason, "; it sent a shutdown notice (UDP 13000), which explains its silence");
                 Status::Unconfirmed
             } else if duration_secs >= e.window_secs {
-                let _ = write!(
-                    reason,
-                    " in {mins} min of capture (expected within {} min)",
-                    e.window_secs / 60
-                );
+                let _ = write!(reason, " in {mins} min of capture (expected within {} min)", e.window_secs / 60);
                 Status::Missing
             } else {
-                let _ = write!(reason, "; not seen yet, window too short: the capture covers {mins} min, {} min are needed to be sure", e.window_secs / 60);
+                let _ = write!(
+                    reason,
+                    "; not seen yet, window too short: the capture covers {mins} min, {} min are needed to be sure",
+                    e.window_secs / 60
+                );
                 Status::Unconfirmed
             };
             out.push(MissingEntry {
@@ -542,19 +475,10 @@ pub fn infer_roles(rules: &RuleSet, convs: &hashbrown::HashMap<ConvKey, ConvStat
             continue;
         }
         let answered = s.outcome(Outcome::Answered) > 0 || k.transport == Transport::Udp;
-        if answered
-            && !k.server.is_multicast()
-            && !matches!(k.server, IpAddr::V4(v) if v.is_broadcast())
-        {
-            ev.entry(k.server)
-                .or_default()
-                .accepts
-                .push((k.transport, k.server_port, k.client));
+        if answered && !k.server.is_multicast() && !matches!(k.server, IpAddr::V4(v) if v.is_broadcast()) {
+            ev.entry(k.server).or_default().accepts.push((k.transport, k.server_port, k.client));
         }
-        ev.entry(k.client)
-            .or_default()
-            .opens
-            .push((k.transport, k.server_port, k.server));
+        ev.entry(k.client).or_default().opens.push((k.transport, k.server_port, k.server));
     }
     let tcp = Transport::Tcp;
     let udp = Transport::Udp;
@@ -565,20 +489,13 @@ pub fn infer_roles(rules: &RuleSet, convs: &hashbrown::HashMap<ConvKey, ConvStat
     // Pass 1: servers by the ports they accept.
     for (a, e) in &ev {
         let mut r = RoleSet::EMPTY;
-        if has(
-            &e.accepts,
-            tcp,
-            &[
-                13291, 13299, 14000, 17000, 13292, 13293, 17100, 8060, 8061, 13111, 17111,
-            ],
-        ) || has(&e.accepts, udp, &[13000, 15111])
+        if has(&e.accepts, tcp, &[13291, 13299, 14000, 17000, 13292, 13293, 17100, 8060, 8061, 13111, 17111])
+            || has(&e.accepts, udp, &[13000, 15111])
         {
             r = r.with(AdministrationServer);
         }
         if has(&e.accepts, tcp, &[13295])
-            || e.opens
-                .iter()
-                .any(|(t, p, d)| *t == udp && *p == 15001 && d.is_multicast())
+            || e.opens.iter().any(|(t, p, d)| *t == udp && *p == 15001 && d.is_multicast())
         {
             r = r.with(DistributionPoint);
         }
@@ -600,20 +517,14 @@ pub fn infer_roles(rules: &RuleSet, convs: &hashbrown::HashMap<ConvKey, ConvStat
         roles.insert(*a, r);
     }
     // Pass 2: who accepts 13000 without AS markers, and the DBMS.
-    let is_as = |roles: &BTreeMap<IpAddr, RoleSet>, a: &IpAddr| {
-        roles
-            .get(a)
-            .is_some_and(|r| r.contains(AdministrationServer))
-    };
+    let is_as =
+        |roles: &BTreeMap<IpAddr, RoleSet>, a: &IpAddr| roles.get(a).is_some_and(|r| r.contains(AdministrationServer));
     let snapshot = roles.clone();
     for (a, e) in &ev {
         let mut r = roles[a];
         let accepts_13000 = has(&e.accepts, tcp, &[13000]);
         if accepts_13000 && !r.contains(AdministrationServer) && !r.contains(DistributionPoint) {
-            let from_as = e
-                .accepts
-                .iter()
-                .any(|(t, p, c)| *t == tcp && *p == 13000 && is_as(&snapshot, c));
+            let from_as = e.accepts.iter().any(|(t, p, c)| *t == tcp && *p == 13000 && is_as(&snapshot, c));
             if from_as {
                 r = r.with(ConnectionGateway);
             } else if r.contains(ManagedDevice) {
@@ -623,20 +534,17 @@ pub fn infer_roles(rules: &RuleSet, convs: &hashbrown::HashMap<ConvKey, ConvStat
             }
         }
         if r.contains(AdministrationServer)
-            && e.opens
-                .iter()
-                .any(|(t, p, d)| *t == tcp && *p == 13000 && is_as(&snapshot, d))
+            && e.opens.iter().any(|(t, p, d)| *t == tcp && *p == 13000 && is_as(&snapshot, d))
         {
             r = r.with(SecondaryServer);
         }
-        if e.accepts
-            .iter()
-            .any(|(t, p, c)| *t == tcp && [1433, 3306, 5432].contains(p) && is_as(&snapshot, c))
-        {
+        if e.accepts.iter().any(|(t, p, c)| *t == tcp && [1433, 3306, 5432].contains(p) && is_as(&snapshot, c)) {
             r = r.with(Dbms);
         }
-        if e.opens.iter().any(|(t, p, _)| *t == tcp && *p == 8080)
-            && e.opens.iter().all(|(_, p, _)| *p == 8080 || *p == 443)
+        // A browser opens 8080 on a Web Console server (158534, #9a).
+        if e.opens
+            .iter()
+            .any(|(t, p, d)| *t == tcp && *p == 8080 && snapshot.get(d).is_some_and(|r| r.contains(WebConsole)))
         {
             r = r.with(Browser);
         }
@@ -650,11 +558,7 @@ pub fn infer_roles(rules: &RuleSet, convs: &hashbrown::HashMap<ConvKey, ConvStat
     let hosts = roles
         .into_iter()
         .filter(|(_, r)| !r.is_empty())
-        .map(|(a, r)| Host {
-            name: a.to_string(),
-            net: ipnet::IpNet::from(a),
-            roles: r,
-        })
+        .map(|(a, r)| Host { name: a.to_string(), net: ipnet::IpNet::from(a), roles: r })
         .collect();
     Inventory::from_hosts("<inferred from the traffic>", hosts)
 }
@@ -665,11 +569,7 @@ pub fn inventory_toml(inv: &Inventory) -> String {
         "# Inventory inferred by kscflow from the traffic. Check every role, add\n# host names, then pass it back with --inventory.\n",
     );
     for h in &inv.hosts {
-        let roles: Vec<String> = h
-            .roles
-            .iter()
-            .map(|r| format!("\"{}\"", r.name()))
-            .collect();
+        let roles: Vec<String> = h.roles.iter().map(|r| format!("\"{}\"", r.name())).collect();
         let _ = write!(
             s,
             "\n[[host]]\nname = \"{}\"\naddr = \"{}\"\nroles = [{}]\n",

@@ -173,11 +173,9 @@ impl<'r> Conversations<'r> {
         match self.inventory {
             Some(inv) => {
                 inv.lookup(r.client).is_some()
-                    && inv.lookup(r.server).is_some_and(|l| {
-                        self.rules
-                            .expand(l.host.roles)
-                            .intersects(Role::INFRASTRUCTURE)
-                    })
+                    && inv
+                        .lookup(r.server)
+                        .is_some_and(|l| self.rules.expand(l.host.roles).intersects(Role::INFRASTRUCTURE))
             }
             None => false,
         }
@@ -187,8 +185,7 @@ impl<'r> Conversations<'r> {
         if let Some(inv) = self.inventory {
             if let Some(l) = inv.lookup(a) {
                 let net = l.host.net;
-                if net.prefix_len() != net.max_prefix_len() && !l.is_broadcast && a != net.network()
-                {
+                if net.prefix_len() != net.max_prefix_len() && !l.is_broadcast && a != net.network() {
                     self.seen_in_networks.insert(a);
                 }
             }
@@ -203,12 +200,8 @@ impl ConnSink for Conversations<'_> {
             self.note_network_member(r.server);
         }
         if self.candidate(&r) {
-            let key = ConvKey {
-                client: r.client,
-                server: r.server,
-                transport: r.transport,
-                server_port: r.server_port,
-            };
+            let key =
+                ConvKey { client: r.client, server: r.server, transport: r.transport, server_port: r.server_port };
             self.map.entry(key).or_default().add(&r);
         } else {
             self.out_of_scope.connections += 1;

@@ -67,12 +67,15 @@ pub enum Skip {
     NotTcpUdp,
     /// The TCP or UDP header is cut before the ports.
     TruncatedTransport,
+    /// A TCP/UDP header shorter than its minimum by the IP length, or a TCP
+    /// data offset below 5.
+    MalformedTransport,
     /// A non-first IP fragment whose first fragment was not seen.
     OrphanFragment,
 }
 
 impl Skip {
-    pub const ALL: [Skip; 8] = [
+    pub const ALL: [Skip; 9] = [
         Skip::LinkTruncated,
         Skip::UnsupportedLink,
         Skip::NotIp,
@@ -80,6 +83,7 @@ impl Skip {
         Skip::MalformedIp,
         Skip::NotTcpUdp,
         Skip::TruncatedTransport,
+        Skip::MalformedTransport,
         Skip::OrphanFragment,
     ];
 
@@ -93,6 +97,7 @@ impl Skip {
             Skip::MalformedIp => "malformed_ip",
             Skip::NotTcpUdp => "not_tcp_udp",
             Skip::TruncatedTransport => "truncated_transport",
+            Skip::MalformedTransport => "malformed_transport",
             Skip::OrphanFragment => "orphan_fragment",
         }
     }
@@ -106,6 +111,7 @@ impl Skip {
             Skip::MalformedIp => "malformed or truncated IP header",
             Skip::NotTcpUdp => "IP but neither TCP nor UDP (ICMP, ESP, GRE, …)",
             Skip::TruncatedTransport => "TCP/UDP header cut before the ports",
+            Skip::MalformedTransport => "TCP/UDP header shorter than its minimum",
             Skip::OrphanFragment => "IP fragment whose first fragment was not seen",
         }
     }
@@ -113,7 +119,7 @@ impl Skip {
 
 /// Per-reason skip counters (an array: bumping one is an add).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct SkipCounts(pub [u64; 8]);
+pub struct SkipCounts(pub [u64; 9]);
 
 impl SkipCounts {
     #[inline]
@@ -243,13 +249,18 @@ fn link_payload(link: Link, f: &[u8]) -> Result<(&[u8], u16), Skip> {
         }
         Link::RawIp => Ok((f, 0)),
         Link::Null => {
-            // The family is in the writer's byte order and differs between
-            // BSDs (AF_INET6 is 24, 28 or 30); the IP version nibble is what
-            // tcpdump falls back on too.
+            // The address family is in the writer's byte order, and AF_INET6
+            // differs between systems (Linux 10, BSDs 24, 28 or 30); like
+            // tcpdump, anything else is not IP.
             if f.len() < 4 {
                 return Err(Skip::LinkTruncated);
             }
-            Ok((&f[4..], 0))
+            let le = u32::from_le_bytes([f[0], f[1], f[2], f[3]]);
+            let be = u32::from_be_bytes([f[0], f[1], f[2], f[3]]);
+            match (le, be) {
+                (2 | 10 | 24 | 28 | 30, _) | (_, 2 | 10 | 24 | 28 | 30) => Ok((&f[4..], 0)),
+                _ => Err(Skip::NotIp),
+            }
         }
     }
 }
@@ -293,15 +304,7 @@ pub fn decode_ip(ip: &[u8], vlan: u16) -> Decoded<'_> {
             let dst = IpAddr::V4(Ipv4Addr::from(h.destination()));
             let off = h.fragments_offset().value();
             let frag = if h.more_fragments() || off != 0 {
-                Some((
-                    FragId {
-                        src,
-                        dst,
-                        id: h.identification() as u32,
-                        proto,
-                    },
-                    off == 0,
-                ))
+                Some((FragId { src, dst, id: h.identification() as u32, proto }, off == 0))
             } else {
                 None
             };
@@ -310,25 +313,23 @@ pub fn decode_ip(ip: &[u8], vlan: u16) -> Decoded<'_> {
         LaxIpSlice::Ipv6(v6) => {
             let h = v6.header();
             let src = IpAddr::V6(Ipv6Addr::from(h.source()));
-            let dst = IpAddr::V6(Ipv6Addr::from(h.destination()));
+            let mut dst = IpAddr::V6(Ipv6Addr::from(h.destination()));
             let mut frag = None;
-            if p.fragmented {
-                for ext in v6.extensions().clone().into_iter() {
-                    if let etherparse::Ipv6ExtensionSlice::Fragment(fh) = ext {
+            for ext in v6.extensions().clone().into_iter() {
+                match ext {
+                    etherparse::Ipv6ExtensionSlice::Fragment(fh) => {
                         let first = fh.fragment_offset().value() == 0;
-                        frag = Some((
-                            FragId {
-                                src,
-                                dst,
-                                id: fh.identification(),
-                                proto,
-                            },
-                            first,
-                        ));
+                        frag = Some((fh.identification(), first));
                     }
+                    etherparse::Ipv6ExtensionSlice::Routing(rh) => {
+                        if let Some(last) = routing_final_destination(rh.slice()) {
+                            dst = IpAddr::V6(last);
+                        }
+                    }
+                    _ => {}
                 }
             }
-            (src, dst, frag)
+            (src, dst, frag.map(|(id, first)| (FragId { src, dst, id, proto }, first)))
         }
     };
     let Some(transport) = Transport::from_ip_number(proto) else {
@@ -343,24 +344,37 @@ pub fn decode_ip(ip: &[u8], vlan: u16) -> Decoded<'_> {
     // The IP length fields say how long the L4 segment was on the wire even
     // when the capture cut it (`len_source` falls back to the slice only if
     // the header lies, which we then believe no further).
-    let wire_l4 = match &sl {
-        LaxIpSlice::Ipv4(v4) => {
-            let h = v4.header();
-            (h.total_len() as usize)
-                .saturating_sub(h.ihl() as usize * 4)
-                .max(l4.len())
-        }
-        LaxIpSlice::Ipv6(_) => l4.len(),
+    let l4_offset = (l4.as_ptr() as usize).saturating_sub(ip.as_ptr() as usize);
+    let ip_len = match &sl {
+        LaxIpSlice::Ipv4(v4) => v4.header().total_len() as usize,
+        // A payload length of 0 is a jumbogram (RFC 2675): trust the capture.
+        LaxIpSlice::Ipv6(v6) => match v6.header().payload_length() {
+            0 => ip.len(),
+            n => 40 + n as usize,
+        },
     };
+    let wire_l4 = ip_len.saturating_sub(l4_offset).max(l4.len());
     if l4.len() < 4 {
         return Decoded::Skip(Skip::TruncatedTransport);
+    }
+    // A header the IP length itself says is incomplete is malformed (the
+    // snap length may cut a header; the sender may not). A first fragment
+    // may legitimately carry a partial header (RFC 1858 tiny fragments):
+    // its ports still count.
+    let min_header = if transport == Transport::Tcp { 20 } else { 8 };
+    if frag_id.is_none() && wire_l4 < min_header {
+        return Decoded::Skip(Skip::MalformedTransport);
     }
     let sport = be16(l4, 0);
     let dport = be16(l4, 2);
     let (flags, seq, ack, hdr_len) = match transport {
         Transport::Tcp if l4.len() >= 14 => {
-            let data_off = ((l4[12] >> 4) as usize * 4).max(20);
-            (l4[13], be32(l4, 4), be32(l4, 8), data_off)
+            // RFC 9293 §3.1: the data offset counts 32-bit words, at least 5.
+            let words = (l4[12] >> 4) as usize;
+            if words < 5 {
+                return Decoded::Skip(Skip::MalformedTransport);
+            }
+            (l4[13], be32(l4, 4), be32(l4, 8), words * 4)
         }
         Transport::Tcp => (0, 0, 0, 20),
         Transport::Udp => (0, 0, 0, 8),
@@ -387,6 +401,27 @@ pub fn decode_ip(ip: &[u8], vlan: u16) -> Decoded<'_> {
         vlan,
         frag: frag_id,
     })
+}
+
+/// The final destination of an IPv6 packet with a Routing header that
+/// still has segments left: the address TCP/UDP are bound to (RFC 8200
+/// §8.1). Type 0 (RFC 2460, deprecated) and type 2 (RFC 6275) list it last;
+/// a Segment Routing Header (type 4, RFC 8754 §2) lists it first.
+fn routing_final_destination(rh: &[u8]) -> Option<Ipv6Addr> {
+    let (&kind, &segments_left) = (rh.get(2)?, rh.get(3)?);
+    if segments_left == 0 {
+        return None; // the destination field already holds it
+    }
+    let at = match kind {
+        0 | 2 => {
+            let n = rh.get(1).map(|l| *l as usize / 2)?;
+            8 + n.checked_sub(1)? * 16
+        }
+        4 => 8,
+        _ => return None,
+    };
+    let b: [u8; 16] = rh.get(at..at + 16)?.try_into().ok()?;
+    Some(Ipv6Addr::from(b))
 }
 
 #[cfg(test)]
@@ -416,10 +451,7 @@ mod tests {
         let f = eth_tcp_v4(b"hello", false);
         let p = packet(decode(Link::Ethernet, &f));
         assert_eq!(p.src, "10.0.1.20".parse::<IpAddr>().unwrap());
-        assert_eq!(
-            (p.sport, p.dport, p.transport),
-            (49152, 13000, Transport::Tcp)
-        );
+        assert_eq!((p.sport, p.dport, p.transport), (49152, 13000, Transport::Tcp));
         assert_eq!(p.payload, b"hello");
         assert_eq!(p.payload_len, 5);
         assert_eq!(p.flags & tcp_flags::ACK, tcp_flags::ACK);
@@ -433,17 +465,11 @@ mod tests {
         let p = packet(decode(Link::Ethernet, cut));
         assert_eq!(p.dport, 13000);
         assert_eq!(p.payload.len(), 6);
-        assert_eq!(
-            p.payload_len, 500,
-            "the wire length comes from the IP header"
-        );
+        assert_eq!(p.payload_len, 500, "the wire length comes from the IP header");
         // Cut inside the TCP header, after the ports: flags unknown.
         let p = packet(decode(Link::Ethernet, &f[..40]));
         assert_eq!((p.sport, p.dport, p.flags), (49152, 13000, 0));
-        assert!(matches!(
-            decode(Link::Ethernet, &f[..36]),
-            Decoded::Skip(Skip::TruncatedTransport)
-        ));
+        assert!(matches!(decode(Link::Ethernet, &f[..36]), Decoded::Skip(Skip::TruncatedTransport)));
     }
 
     #[test]
@@ -471,21 +497,12 @@ mod tests {
         f.extend_from_slice(&[0x08, 0x00]);
         f.extend_from_slice(&[0; 40]);
         // 12 bytes MACs, then tags: rebuild so the first ethertype is a tag.
-        assert!(matches!(
-            decode(Link::Ethernet, &f),
-            Decoded::Skip(Skip::TooManyVlanTags)
-        ));
+        assert!(matches!(decode(Link::Ethernet, &f), Decoded::Skip(Skip::TooManyVlanTags)));
         let mut arp = vec![0u8; 42];
         arp[12] = 0x08;
         arp[13] = 0x06;
-        assert!(matches!(
-            decode(Link::Ethernet, &arp),
-            Decoded::Skip(Skip::NotIp)
-        ));
-        assert!(matches!(
-            decode(Link::Ethernet, &arp[..10]),
-            Decoded::Skip(Skip::LinkTruncated)
-        ));
+        assert!(matches!(decode(Link::Ethernet, &arp), Decoded::Skip(Skip::NotIp)));
+        assert!(matches!(decode(Link::Ethernet, &arp[..10]), Decoded::Skip(Skip::LinkTruncated)));
     }
 
     #[test]
@@ -502,10 +519,29 @@ mod tests {
         sll2.extend_from_slice(&[0; 18]);
         sll2.extend_from_slice(ip);
         assert_eq!(packet(decode(Link::LinuxSll2, &sll2)).dport, 13000);
-        let mut null = vec![2, 0, 0, 0];
+        let mut null = vec![2, 0, 0, 0]; // AF_INET, little-endian
         null.extend_from_slice(ip);
         assert_eq!(packet(decode(Link::Null, &null)).dport, 13000);
         assert_eq!(packet(decode(Link::RawIp, ip)).flags, tcp_flags::SYN);
+    }
+
+    #[test]
+    fn headers_the_sender_cut_short_are_malformed() {
+        // TCP data offset 0.
+        let mut f = eth_tcp_v4(b"", true);
+        f[14 + 20 + 12] = 0;
+        assert!(matches!(decode(Link::Ethernet, &f), Decoded::Skip(Skip::MalformedTransport)));
+        // IPv4 total length leaving 12 bytes for a TCP header.
+        let mut f = eth_tcp_v4(b"", true);
+        f[16..18].copy_from_slice(&32u16.to_be_bytes());
+        f.truncate(14 + 32);
+        assert!(matches!(decode(Link::Ethernet, &f), Decoded::Skip(Skip::MalformedTransport)));
+        // A BSD null header with an unknown family is not IP.
+        let mut null = vec![7, 0, 0, 0];
+        null.extend_from_slice(&eth_tcp_v4(b"", true)[14..]);
+        assert!(matches!(decode(Link::Null, &null), Decoded::Skip(Skip::NotIp)));
+        null[..4].copy_from_slice(&[0, 0, 0, 30]); // AF_INET6 on macOS, big-endian writer
+        assert!(matches!(decode(Link::Null, &null), Decoded::Packet(_)));
     }
 
     #[test]
@@ -528,20 +564,40 @@ mod tests {
         ext.extend_from_slice(&[6, 0, 1, 4, 0, 0, 0, 0]);
         ext.extend_from_slice(&v[40..]);
         let p = packet(decode(Link::RawIp, &ext));
-        assert_eq!(
-            (p.dport, p.transport, p.flags),
-            (13000, Transport::Tcp, tcp_flags::SYN)
-        );
+        assert_eq!((p.dport, p.transport, p.flags), (13000, Transport::Tcp, tcp_flags::SYN));
+    }
+
+    #[test]
+    fn ipv6_routing_header_gives_the_final_destination() {
+        let final_dst: [u8; 16] = [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9];
+        let mut v = Vec::new();
+        PacketBuilder::ipv6(
+            [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+            [0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2],
+            64,
+        )
+        .udp(40000, 13000)
+        .write(&mut v, b"x")
+        .unwrap();
+        // Routing header type 0, one address, one segment left.
+        let mut rh = vec![17, 2, 0, 1, 0, 0, 0, 0];
+        rh.extend_from_slice(&final_dst);
+        let mut p = v[..40].to_vec();
+        p[6] = 43;
+        let plen = u16::from_be_bytes([p[4], p[5]]) + rh.len() as u16;
+        p[4..6].copy_from_slice(&plen.to_be_bytes());
+        p.extend_from_slice(&rh);
+        p.extend_from_slice(&v[40..]);
+        let pk = packet(decode(Link::RawIp, &p));
+        assert_eq!(pk.dst, IpAddr::from(final_dst));
+        assert_eq!(pk.dport, 13000);
     }
 
     #[test]
     fn ipv4_fragments() {
         // A UDP datagram split in two: the first carries the ports.
         let mut v = Vec::new();
-        PacketBuilder::ipv4([10, 0, 0, 10], [10, 0, 1, 20], 64)
-            .udp(40000, 15000)
-            .write(&mut v, &[7; 64])
-            .unwrap();
+        PacketBuilder::ipv4([10, 0, 0, 10], [10, 0, 1, 20], 64).udp(40000, 15000).write(&mut v, &[7; 64]).unwrap();
         let mut first = v[..20 + 32].to_vec();
         first[6] = 0x20; // MF
         first[4] = 0x12;
@@ -583,13 +639,7 @@ mod tests {
                 buf[13] = 0x00;
             }
             let len = (x % 129) as usize;
-            for l in [
-                Link::Ethernet,
-                Link::LinuxSll,
-                Link::LinuxSll2,
-                Link::RawIp,
-                Link::Null,
-            ] {
+            for l in [Link::Ethernet, Link::LinuxSll, Link::LinuxSll2, Link::RawIp, Link::Null] {
                 let _ = decode(l, &buf[..len]);
             }
         }

@@ -26,36 +26,19 @@ pub struct ConfigError {
 
 impl ConfigError {
     /// An error at byte offset `span.start` of `text`.
-    pub fn at(
-        path: &Path,
-        text: &str,
-        span: Option<Range<usize>>,
-        message: impl Into<String>,
-    ) -> Self {
+    pub fn at(path: &Path, text: &str, span: Option<Range<usize>>, message: impl Into<String>) -> Self {
         let (line, column) = match span {
             Some(s) => line_col(text, s.start),
             None => (0, 0),
         };
-        ConfigError {
-            path: path.to_path_buf(),
-            line,
-            column,
-            message: message.into(),
-        }
+        ConfigError { path: path.to_path_buf(), line, column, message: message.into() }
     }
 }
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.line > 0 {
-            write!(
-                f,
-                "{}:{}:{}: {}",
-                self.path.display(),
-                self.line,
-                self.column,
-                self.message
-            )
+            write!(f, "{}:{}:{}: {}", self.path.display(), self.line, self.column, self.message)
         } else {
             write!(f, "{}: {}", self.path.display(), self.message)
         }
@@ -79,10 +62,7 @@ pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
 
 /// Parses TOML into `T`, turning a syntax or schema error into a located
 /// [`ConfigError`]. Shared by the rules and the inventory loaders.
-pub fn parse_toml<T: serde::de::DeserializeOwned>(
-    path: &Path,
-    text: &str,
-) -> Result<T, ConfigError> {
+pub fn parse_toml<T: serde::de::DeserializeOwned>(path: &Path, text: &str) -> Result<T, ConfigError> {
     toml::from_str(text).map_err(|e| {
         // toml's message is one line; keep it and add our own location.
         let msg = e.message().trim().replace('\n', " ");
@@ -96,19 +76,13 @@ pub enum Error {
     #[error("{0}")]
     Config(#[from] ConfigError),
     #[error("{path}: cannot read: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("{path}: {message}")]
     Capture { path: PathBuf, message: String },
     #[error("invalid BPF filter {filter:?}: {message}")]
     Filter { filter: String, message: String },
     #[error("{what}: {source}")]
-    Write {
-        what: String,
-        source: std::io::Error,
-    },
+    Write { what: String, source: std::io::Error },
 }
 
 impl Error {
@@ -143,9 +117,6 @@ mod tests {
         }
         let e = parse_toml::<S>(Path::new("x.toml"), "a = 1\nb = 2\n").unwrap_err();
         assert_eq!((e.line, e.column), (2, 1));
-        assert!(
-            e.to_string().starts_with("x.toml:2:1: unknown field `b`"),
-            "{e}"
-        );
+        assert!(e.to_string().starts_with("x.toml:2:1: unknown field `b`"), "{e}");
     }
 }

@@ -75,13 +75,8 @@ pub enum Direction {
 }
 
 impl Direction {
-    pub const ALL: [Direction; 5] = [
-        Direction::Syn,
-        Direction::SynAck,
-        Direction::KscPort,
-        Direction::LowPort,
-        Direction::FirstPacket,
-    ];
+    pub const ALL: [Direction; 5] =
+        [Direction::Syn, Direction::SynAck, Direction::KscPort, Direction::LowPort, Direction::FirstPacket];
     pub fn key(self) -> &'static str {
         match self {
             Direction::Syn => "syn",
@@ -107,12 +102,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 4] = [
-        Outcome::Answered,
-        Outcome::Refused,
-        Outcome::Unanswered,
-        Outcome::OneWay,
-    ];
+    pub const ALL: [Outcome; 4] = [Outcome::Answered, Outcome::Refused, Outcome::Unanswered, Outcome::OneWay];
     pub fn key(self) -> &'static str {
         match self {
             Outcome::Answered => "answered",
@@ -129,10 +119,7 @@ pub enum TlsSeen {
     /// No client payload seen.
     NoPayload,
     /// A TLS ClientHello; `version` is the highest the client offered.
-    Hello {
-        version: TlsVersion,
-        sni: Option<Box<str>>,
-    },
+    Hello { version: TlsVersion, sni: Option<Box<str>> },
     /// TLS records, but the hello itself was not readable (mid-stream start,
     /// capture cut by the snap length, a gap, an oversized hello).
     TlsUnparsed,
@@ -208,15 +195,7 @@ impl FlowKey {
         let (s, d) = ((pack(p.src), p.sport), (pack(p.dst), p.dport));
         let from_lo = s <= d;
         let ((lo, lp), (hi, hp)) = if from_lo { (s, d) } else { (d, s) };
-        (
-            FlowKey {
-                lo,
-                hi,
-                ports: (lp as u32) << 16 | hp as u32,
-                proto: p.transport as u8,
-            },
-            from_lo,
-        )
+        (FlowKey { lo, hi, ports: (lp as u32) << 16 | hp as u32, proto: p.transport as u8 }, from_lo)
     }
     fn endpoint(&self, lo: bool) -> (IpAddr, u16) {
         if lo {
@@ -300,7 +279,9 @@ pub struct FlowStats {
 pub struct FlowTable {
     cfg: FlowConfig,
     map: hashbrown::HashMap<FlowKey, Conn>,
-    frags: hashbrown::HashMap<FragId, (FlowKey, Ts)>,
+    /// First fragment's datagram → its flow, whether its sender is the
+    /// `lo` endpoint (the later fragments carry no ports to tell), and when.
+    frags: hashbrown::HashMap<FragId, (FlowKey, bool, Ts)>,
     last_sweep: Ts,
     pub stats: FlowStats,
 }
@@ -331,20 +312,13 @@ impl FlowTable {
     /// Accounts one packet. `ksc_ports` decides the server of a connection
     /// seen mid-stream. Finished connections go to `sink`.
     #[inline]
-    pub fn update<S: ConnSink>(
-        &mut self,
-        ts: Ts,
-        wire_len: u32,
-        p: &Packet<'_>,
-        ksc_ports: &PortSet,
-        sink: &mut S,
-    ) {
+    pub fn update<S: ConnSink>(&mut self, ts: Ts, wire_len: u32, p: &Packet<'_>, ksc_ports: &PortSet, sink: &mut S) {
         if ts >= self.last_sweep.saturating_add(SWEEP_EVERY) {
             self.sweep(ts, sink);
         }
         let (key, from_lo) = FlowKey::of(p);
         if let Some(id) = p.frag {
-            self.remember_fragment(id, key, ts);
+            self.remember_fragment(id, key, from_lo, ts);
         }
         let syn_only = p.flags & (F::SYN | F::ACK) == F::SYN;
 
@@ -353,11 +327,11 @@ impl FlowTable {
         if syn_only {
             if let Some(c) = self.map.get(&key) {
                 let from_client = from_lo == c.client_is_lo;
-                let over =
-                    c.state & (RST | FIN_C) != 0 || c.state & (FIN_C | FIN_S) == FIN_C | FIN_S;
-                let new_attempt = !from_client
-                    || (c.state & SYN != 0 && p.seq != c.isn)
-                    || c.state & MIDSTREAM != 0;
+                let over = c.state & (RST | FIN_C) != 0 || c.state & (FIN_C | FIN_S) == FIN_C | FIN_S;
+                // A SYN from the server while the client's is unanswered is a
+                // simultaneous open or a split handshake (RFC 9293 §3.5): the
+                // same connection.
+                let new_attempt = (from_client && c.state & SYN != 0 && p.seq != c.isn) || c.state & MIDSTREAM != 0;
                 if over || new_attempt {
                     let c = self.map.remove(&key).expect("present");
                     sink.closed(record(&key, c));
@@ -368,10 +342,7 @@ impl FlowTable {
         if self.map.len() >= self.cfg.max_flows && !self.map.contains_key(&key) {
             self.make_room(ts, sink);
         }
-        let c = self
-            .map
-            .entry(key)
-            .or_insert_with(|| new_conn(p, from_lo, ts, ksc_ports));
+        let c = self.map.entry(key).or_insert_with(|| new_conn(p, from_lo, ts, ksc_ports));
         let from_client = from_lo == c.client_is_lo;
         let dir = if from_client { 0 } else { 1 };
         c.packets[dir] += 1;
@@ -392,11 +363,7 @@ impl FlowTable {
                 if f & (F::SYN | F::ACK) == F::SYN | F::ACK {
                     c.state |= SYNACK;
                 }
-                if f & F::RST != 0
-                    && c.state & SYNACK == 0
-                    && c.packets[1] == 1
-                    && c.state & SYN != 0
-                {
+                if f & F::RST != 0 && c.state & SYNACK == 0 && c.packets[1] == 1 && c.state & SYN != 0 {
                     c.state |= REFUSED;
                 }
                 if f & F::FIN != 0 {
@@ -407,7 +374,8 @@ impl FlowTable {
                 c.state |= RST;
             }
         }
-        if from_client && p.payload_len > 0 && !matches!(c.hello, Hello::Done(_)) {
+        // A payload the snap length cut away entirely tells nothing.
+        if from_client && !p.payload.is_empty() && !matches!(c.hello, Hello::Done(_)) {
             inspect(c, p);
         }
     }
@@ -416,13 +384,13 @@ impl FlowTable {
     /// Returns false when that first fragment is unknown (an orphan).
     #[inline]
     pub fn update_fragment(&mut self, ts: Ts, wire_len: u32, id: &FragId) -> bool {
-        let Some(&(key, _)) = self.frags.get(id) else {
+        let Some(&(key, from_lo, _)) = self.frags.get(id) else {
             return false;
         };
         let Some(c) = self.map.get_mut(&key) else {
             return false;
         };
-        let from_client = (key.lo == pack(id.src)) == c.client_is_lo;
+        let from_client = from_lo == c.client_is_lo;
         let dir = if from_client { 0 } else { 1 };
         c.packets[dir] += 1;
         c.bytes[dir] += wire_len as u64;
@@ -431,16 +399,16 @@ impl FlowTable {
         true
     }
 
-    fn remember_fragment(&mut self, id: FragId, key: FlowKey, ts: Ts) {
+    fn remember_fragment(&mut self, id: FragId, key: FlowKey, from_lo: bool, ts: Ts) {
         if self.frags.len() >= self.cfg.max_fragments && !self.frags.contains_key(&id) {
             let limit = ts - self.cfg.fragment_timeout;
-            self.frags.retain(|_, (_, t)| *t >= limit);
+            self.frags.retain(|_, (_, _, t)| *t >= limit);
             if self.frags.len() >= self.cfg.max_fragments {
                 self.stats.fragments_dropped += 1;
                 return;
             }
         }
-        self.frags.insert(id, (key, ts));
+        self.frags.insert(id, (key, from_lo, ts));
     }
 
     /// Finishes every connection idle past its timeout at capture time `now`.
@@ -459,7 +427,7 @@ impl FlowTable {
         });
         self.stats.timed_out += timed_out;
         let limit = now - cfg.fragment_timeout;
-        self.frags.retain(|_, (_, t)| *t >= limit);
+        self.frags.retain(|_, (_, _, t)| *t >= limit);
         self.stats.peak_flows = self.stats.peak_flows.max(self.map.len() as u64);
     }
 
@@ -536,10 +504,7 @@ fn new_conn(p: &Packet<'_>, from_lo: bool, ts: Ts, ksc: &PortSet) -> Conn {
         } else if p.transport == Transport::Tcp && p.flags & (F::SYN | F::ACK) == F::SYN | F::ACK {
             (false, Direction::SynAck, false)
         } else {
-            let (s, d) = (
-                ksc.contains(p.transport, p.sport),
-                ksc.contains(p.transport, p.dport),
-            );
+            let (s, d) = (ksc.contains(p.transport, p.sport), ksc.contains(p.transport, p.dport));
             let (client, how) = if d && !s {
                 (true, Direction::KscPort)
             } else if s && !d {
@@ -577,11 +542,8 @@ fn inspect(c: &mut Conn, p: &Packet<'_>) {
         // Mid-stream: this is not the first payload of the connection.
         // A TLS record header is still recognisable; anything else is not
         // proof of plaintext (a segment need not start a record).
-        c.hello = Hello::Done(if tls::looks_like_tls_record(p.payload) {
-            TlsSeen::TlsUnparsed
-        } else {
-            TlsSeen::Unknown
-        });
+        c.hello =
+            Hello::Done(if tls::looks_like_tls_record(p.payload) { TlsSeen::TlsUnparsed } else { TlsSeen::Unknown });
         return;
     }
     match &mut c.hello {
@@ -600,9 +562,7 @@ fn inspect(c: &mut Conn, p: &Packet<'_>) {
                 Inspect::NeedMore if truncated || !seen_syn && p.transport == Transport::Tcp => {
                     c.hello = Hello::Done(TlsSeen::TlsUnparsed)
                 }
-                Inspect::NeedMore if p.transport == Transport::Udp => {
-                    c.hello = Hello::Done(TlsSeen::TlsUnparsed)
-                }
+                Inspect::NeedMore if p.transport == Transport::Udp => c.hello = Hello::Done(TlsSeen::TlsUnparsed),
                 Inspect::NeedMore => {
                     let mut buf = Vec::with_capacity((p.payload.len() * 2).min(MAX_HELLO_BYTES));
                     buf.extend_from_slice(p.payload);
@@ -619,10 +579,7 @@ fn inspect(c: &mut Conn, p: &Packet<'_>) {
                 c.hello = Hello::Done(TlsSeen::TlsUnparsed); // a gap: give up
                 return;
             }
-            if truncated
-                || buf.len() + p.payload.len() > MAX_HELLO_BYTES
-                || *segments >= MAX_HELLO_SEGMENTS
-            {
+            if truncated || buf.len() + p.payload.len() > MAX_HELLO_BYTES || *segments >= MAX_HELLO_SEGMENTS {
                 c.hello = Hello::Done(TlsSeen::TlsUnparsed);
                 return;
             }
@@ -653,10 +610,7 @@ impl TlsSeen {
 }
 
 fn hello_seen(h: &tls::ClientHello<'_>) -> TlsSeen {
-    TlsSeen::Hello {
-        version: h.version,
-        sni: h.sni.map(Box::from),
-    }
+    TlsSeen::Hello { version: h.version, sni: h.sni.map(Box::from) }
 }
 
 /// RFC 9293 §3.4 sequence comparison (modulo 2^32).
@@ -709,15 +663,7 @@ mod tests {
     const C: [u8; 4] = [10, 0, 1, 20];
     const S: [u8; 4] = [10, 0, 0, 10];
 
-    fn tcp(
-        src: [u8; 4],
-        dst: [u8; 4],
-        sp: u16,
-        dp: u16,
-        flags: u8,
-        seq: u32,
-        data: &[u8],
-    ) -> Vec<u8> {
+    fn tcp(src: [u8; 4], dst: [u8; 4], sp: u16, dp: u16, flags: u8, seq: u32, data: &[u8]) -> Vec<u8> {
         let mut b = PacketBuilder::ipv4(src, dst, 64).tcp(sp, dp, seq, 1000);
         if flags & F::SYN != 0 {
             b = b.syn();
@@ -745,9 +691,7 @@ mod tests {
     fn feed(t: &mut FlowTable, out: &mut Vec<ConnRecord>, ts: Ts, frame: &[u8]) {
         let ports = ksc();
         match decode(Link::RawIp, frame) {
-            Decoded::Packet(p) => {
-                t.update(ts, frame.len() as u32, &p, &ports, &mut |r| out.push(r))
-            }
+            Decoded::Packet(p) => t.update(ts, frame.len() as u32, &p, &ports, &mut |r| out.push(r)),
             other => panic!("{other:?}"),
         }
     }
@@ -756,32 +700,14 @@ mod tests {
     fn handshake_gives_client_and_answered() {
         let mut t = FlowTable::new(FlowConfig::default());
         let mut out = Vec::new();
-        feed(
-            &mut t,
-            &mut out,
-            0,
-            &tcp(C, S, 50000, 13000, F::SYN, 100, b""),
-        );
-        feed(
-            &mut t,
-            &mut out,
-            1,
-            &tcp(S, C, 13000, 50000, F::SYN | F::ACK, 900, b""),
-        );
-        feed(
-            &mut t,
-            &mut out,
-            2,
-            &tcp(C, S, 50000, 13000, F::ACK, 101, b"GET / HTTP/1.1\r\n"),
-        );
+        feed(&mut t, &mut out, 0, &tcp(C, S, 50000, 13000, F::SYN, 100, b""));
+        feed(&mut t, &mut out, 1, &tcp(S, C, 13000, 50000, F::SYN | F::ACK, 900, b""));
+        feed(&mut t, &mut out, 2, &tcp(C, S, 50000, 13000, F::ACK, 101, b"GET / HTTP/1.1\r\n"));
         t.drain(&mut |r| out.push(r));
         assert_eq!(out.len(), 1);
         let r = &out[0];
         assert_eq!(r.client, IpAddr::from(C));
-        assert_eq!(
-            (r.server_port, r.direction, r.outcome),
-            (13000, Direction::Syn, Outcome::Answered)
-        );
+        assert_eq!((r.server_port, r.direction, r.outcome), (13000, Direction::Syn, Outcome::Answered));
         assert_eq!(r.packets, [2, 1]);
         assert_eq!(r.tls, TlsSeen::Plaintext);
     }
@@ -790,36 +716,17 @@ mod tests {
     fn syn_ack_only_and_midstream_directions() {
         let mut t = FlowTable::new(FlowConfig::default());
         let mut out = Vec::new();
-        feed(
-            &mut t,
-            &mut out,
-            0,
-            &tcp(S, C, 13000, 50001, F::SYN | F::ACK, 1, b""),
-        );
-        feed(
-            &mut t,
-            &mut out,
-            0,
-            &tcp(S, C, 13000, 50002, F::ACK, 1, b"\x17\x03\x03\x00\x05hello"),
-        );
+        feed(&mut t, &mut out, 0, &tcp(S, C, 13000, 50001, F::SYN | F::ACK, 1, b""));
+        feed(&mut t, &mut out, 0, &tcp(S, C, 13000, 50002, F::ACK, 1, b"\x17\x03\x03\x00\x05hello"));
         feed(&mut t, &mut out, 0, &tcp(S, C, 2000, 3000, F::ACK, 1, b"x"));
         t.drain(&mut |r| out.push(r));
         out.sort_by_key(|r| r.client_port.min(r.server_port));
-        let by_port = |p: u16| {
-            out.iter()
-                .find(|r| r.client_port == p || r.server_port == p && r.client_port != 2000)
-                .unwrap()
-        };
+        let by_port =
+            |p: u16| out.iter().find(|r| r.client_port == p || r.server_port == p && r.client_port != 2000).unwrap();
         let a = by_port(50001);
-        assert_eq!(
-            (a.client, a.direction),
-            (IpAddr::from(C), Direction::SynAck)
-        );
+        assert_eq!((a.client, a.direction), (IpAddr::from(C), Direction::SynAck));
         let b = by_port(50002);
-        assert_eq!(
-            (b.client, b.direction, b.outcome),
-            (IpAddr::from(C), Direction::KscPort, Outcome::Answered)
-        );
+        assert_eq!((b.client, b.direction, b.outcome), (IpAddr::from(C), Direction::KscPort, Outcome::Answered));
         let c = out.iter().find(|r| r.server_port == 3000).unwrap();
         assert_eq!(c.direction, Direction::FirstPacket);
     }
@@ -828,73 +735,51 @@ mod tests {
     fn refused_unanswered_and_new_syn_after_rst() {
         let mut t = FlowTable::new(FlowConfig::default());
         let mut out = Vec::new();
-        feed(
-            &mut t,
-            &mut out,
-            0,
-            &tcp(C, S, 50000, 13000, F::SYN, 100, b""),
-        );
-        feed(
-            &mut t,
-            &mut out,
-            1,
-            &tcp(S, C, 13000, 50000, F::RST | F::ACK, 0, b""),
-        );
+        feed(&mut t, &mut out, 0, &tcp(C, S, 50000, 13000, F::SYN, 100, b""));
+        feed(&mut t, &mut out, 1, &tcp(S, C, 13000, 50000, F::RST | F::ACK, 0, b""));
         // Same tuple, new attempt after the RST: a second connection.
-        feed(
-            &mut t,
-            &mut out,
-            2 * SEC,
-            &tcp(C, S, 50000, 13000, F::SYN, 5000, b""),
-        );
-        feed(
-            &mut t,
-            &mut out,
-            3 * SEC,
-            &tcp(C, S, 50000, 13000, F::SYN, 5000, b""),
-        ); // retransmission
+        feed(&mut t, &mut out, 2 * SEC, &tcp(C, S, 50000, 13000, F::SYN, 5000, b""));
+        feed(&mut t, &mut out, 3 * SEC, &tcp(C, S, 50000, 13000, F::SYN, 5000, b"")); // retransmission
         t.drain(&mut |r| out.push(r));
         assert_eq!(out.len(), 2);
         assert_eq!(out[0].outcome, Outcome::Refused);
+        assert_eq!((out[1].outcome, out[1].packets), (Outcome::Unanswered, [2, 0]));
+    }
+
+    #[test]
+    fn split_handshake_is_one_connection() {
+        // SYN, SYN back from the server, SYN-ACK, ACK (suricata's 4whs case).
+        let mut t = FlowTable::new(FlowConfig::default());
+        let mut out = Vec::new();
+        feed(&mut t, &mut out, 0, &tcp(C, S, 50000, 13000, F::SYN, 100, b""));
+        feed(&mut t, &mut out, 1, &tcp(S, C, 13000, 50000, F::SYN, 900, b""));
+        feed(&mut t, &mut out, 2, &tcp(C, S, 50000, 13000, F::SYN | F::ACK, 100, b""));
+        feed(&mut t, &mut out, 3, &tcp(S, C, 13000, 50000, F::ACK, 901, b""));
+        t.drain(&mut |r| out.push(r));
+        assert_eq!(out.len(), 1);
         assert_eq!(
-            (out[1].outcome, out[1].packets),
-            (Outcome::Unanswered, [2, 0])
+            (out[0].client, out[0].direction, out[0].outcome),
+            (IpAddr::from(C), Direction::Syn, Outcome::Answered)
         );
     }
 
     #[test]
     fn idle_timeout_and_cap_are_bounded_and_counted() {
-        let cfg = FlowConfig {
-            max_flows: 100,
-            ..FlowConfig::default()
-        };
+        let cfg = FlowConfig { max_flows: 100, ..FlowConfig::default() };
         let mut t = FlowTable::new(cfg);
         let mut out = Vec::new();
         for i in 0..1000u32 {
             let src = [10, 1, (i >> 8) as u8, i as u8];
-            feed(
-                &mut t,
-                &mut out,
-                i as Ts,
-                &tcp(src, S, 40000, 13000, F::SYN, i, b""),
-            );
+            feed(&mut t, &mut out, i as Ts, &tcp(src, S, 40000, 13000, F::SYN, i, b""));
             assert!(t.len() <= 100);
         }
         assert!(t.stats.evicted >= 900 - 10, "{:?}", t.stats);
         // UDP idles out after udp_idle.
         let mut t = FlowTable::new(FlowConfig::default());
         let mut v = Vec::new();
-        PacketBuilder::ipv4(S, C, 64)
-            .udp(40000, 15000)
-            .write(&mut v, b"x")
-            .unwrap();
+        PacketBuilder::ipv4(S, C, 64).udp(40000, 15000).write(&mut v, b"x").unwrap();
         feed(&mut t, &mut out, 0, &v);
-        feed(
-            &mut t,
-            &mut out,
-            200 * SEC,
-            &tcp(C, S, 1, 2, F::SYN, 1, b""),
-        );
+        feed(&mut t, &mut out, 200 * SEC, &tcp(C, S, 1, 2, F::SYN, 1, b""));
         assert_eq!(t.stats.timed_out, 1);
     }
 

@@ -60,20 +60,14 @@ pub struct Lookup<'a> {
 
 impl Inventory {
     pub fn load(path: &Path) -> Result<Inventory, crate::Error> {
-        let text = std::fs::read_to_string(path).map_err(|source| crate::Error::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| crate::Error::Read { path: path.to_path_buf(), source })?;
         Ok(Inventory::parse(path, &text)?)
     }
 
     /// Builds an inventory from hosts already validated (role inference).
     pub fn from_hosts(origin: &str, hosts: Vec<Host>) -> Inventory {
-        let mut inv = Inventory {
-            origin: origin.into(),
-            hosts,
-            ..Default::default()
-        };
+        let mut inv = Inventory { origin: origin.into(), hosts, ..Default::default() };
         inv.index();
         inv
     }
@@ -89,17 +83,13 @@ impl Inventory {
             }
         }
         let hosts = &self.hosts;
-        self.nets
-            .sort_by_key(|&i| std::cmp::Reverse(hosts[i].net.prefix_len()));
+        self.nets.sort_by_key(|&i| std::cmp::Reverse(hosts[i].net.prefix_len()));
     }
 
     /// The entry covering `addr`, longest prefix first.
     pub fn lookup(&self, addr: IpAddr) -> Option<Lookup<'_>> {
         if let Some(&i) = self.exact.get(&addr) {
-            return Some(Lookup {
-                host: &self.hosts[i],
-                is_broadcast: false,
-            });
+            return Some(Lookup { host: &self.hosts[i], is_broadcast: false });
         }
         self.nets.iter().map(|&i| &self.hosts[i]).find(|h| h.net.contains(&addr)).map(|host| Lookup {
             host,
@@ -110,13 +100,7 @@ impl Inventory {
     }
 
     /// The first `[[allow]]` entry covering this conversation.
-    pub fn allowed(
-        &self,
-        client: IpAddr,
-        server: IpAddr,
-        t: Transport,
-        port: u16,
-    ) -> Option<&Allow> {
+    pub fn allowed(&self, client: IpAddr, server: IpAddr, t: Transport, port: u16) -> Option<&Allow> {
         self.allows.iter().find(|a| {
             a.transport == t
                 && a.ports.contains(&port)
@@ -127,9 +111,7 @@ impl Inventory {
 
     pub fn parse(path: &Path, text: &str) -> Result<Inventory, ConfigError> {
         let raw: RawInventory = parse_toml(path, text)?;
-        let err = |span: std::ops::Range<usize>, msg: String| {
-            ConfigError::at(path, text, Some(span), msg)
-        };
+        let err = |span: std::ops::Range<usize>, msg: String| ConfigError::at(path, text, Some(span), msg);
         let mut hosts: Vec<(Host, std::ops::Range<usize>)> = Vec::with_capacity(raw.host.len());
         for h in raw.host {
             let name = h.name.get_ref().trim().to_string();
@@ -140,18 +122,12 @@ impl Inventory {
                 .map_err(|m| err(h.addr.span(), format!("host `{name}`, field `addr`: {m}")))?;
             let list: Vec<&Spanned<String>> = match (&h.role, &h.roles) {
                 (Some(_), Some(r)) => {
-                    return Err(err(
-                        r.span(),
-                        format!("host `{name}`: give either `role` or `roles`, not both"),
-                    ))
+                    return Err(err(r.span(), format!("host `{name}`: give either `role` or `roles`, not both")))
                 }
                 (None, None) => {
                     return Err(err(
                         h.name.span(),
-                        format!(
-                            "host `{name}` has no `role` or `roles`; valid roles: {}",
-                            declarable()
-                        ),
+                        format!("host `{name}` has no `role` or `roles`; valid roles: {}", declarable()),
                     ))
                 }
                 (Some(r), None) => vec![r],
@@ -160,16 +136,13 @@ impl Inventory {
             if list.is_empty() {
                 return Err(err(
                     h.name.span(),
-                    format!(
-                        "host `{name}`: `roles` is empty; valid roles: {}",
-                        declarable()
-                    ),
+                    format!("host `{name}`: `roles` is empty; valid roles: {}", declarable()),
                 ));
             }
             let mut roles = RoleSet::EMPTY;
             for r in list {
-                let role = Role::parse_declarable(r.get_ref())
-                    .map_err(|m| err(r.span(), format!("host `{name}`: {m}")))?;
+                let role =
+                    Role::parse_declarable(r.get_ref()).map_err(|m| err(r.span(), format!("host `{name}`: {m}")))?;
                 roles = roles.with(role);
             }
             if let Some((prev, _)) = hosts.iter().find(|(o, _)| o.net == net) {
@@ -191,39 +164,22 @@ impl Inventory {
         let mut allows = Vec::new();
         for a in raw.allow {
             let name = a.name.get_ref().clone();
-            let server = parse_net(a.server.get_ref()).map_err(|m| {
-                err(
-                    a.server.span(),
-                    format!("allow `{name}`, field `server`: {m}"),
-                )
-            })?;
-            let client =
-                match &a.client {
-                    Some(c) => Some(parse_net(c.get_ref()).map_err(|m| {
-                        err(c.span(), format!("allow `{name}`, field `client`: {m}"))
-                    })?),
-                    None => None,
-                };
+            let server = parse_net(a.server.get_ref())
+                .map_err(|m| err(a.server.span(), format!("allow `{name}`, field `server`: {m}")))?;
+            let client = match &a.client {
+                Some(c) => Some(
+                    parse_net(c.get_ref())
+                        .map_err(|m| err(c.span(), format!("allow `{name}`, field `client`: {m}")))?,
+                ),
+                None => None,
+            };
             if a.ports.is_empty() {
-                return Err(err(
-                    a.name.span(),
-                    format!("allow `{name}`: `ports` must list at least one port"),
-                ));
+                return Err(err(a.name.span(), format!("allow `{name}`: `ports` must list at least one port")));
             }
             if a.reason.trim().is_empty() {
-                return Err(err(
-                    a.name.span(),
-                    format!("allow `{name}`: give a `reason` (it is shown in the report)"),
-                ));
+                return Err(err(a.name.span(), format!("allow `{name}`: give a `reason` (it is shown in the report)")));
             }
-            allows.push(Allow {
-                name,
-                client,
-                server,
-                transport: a.transport,
-                ports: a.ports,
-                reason: a.reason,
-            });
+            allows.push(Allow { name, client, server, transport: a.transport, ports: a.ports, reason: a.reason });
         }
 
         let mut inv = Inventory {
@@ -238,31 +194,22 @@ impl Inventory {
 }
 
 fn declarable() -> String {
-    Role::DECLARABLE
-        .iter()
-        .map(|r| r.name())
-        .collect::<Vec<_>>()
-        .join(", ")
+    Role::DECLARABLE.iter().map(|r| r.name()).collect::<Vec<_>>().join(", ")
 }
 
 /// An address ("10.0.0.1", "fe80::1") or a CIDR ("10.1.0.0/16").
 fn parse_net(s: &str) -> Result<IpNet, String> {
     let s = s.trim();
     if s.contains('/') {
-        let net: IpNet = s.parse().map_err(|_| {
-            format!("`{s}` is not a CIDR network (like 10.1.0.0/16 or 2001:db8::/48)")
-        })?;
+        let net: IpNet =
+            s.parse().map_err(|_| format!("`{s}` is not a CIDR network (like 10.1.0.0/16 or 2001:db8::/48)"))?;
         if net.trunc() != net {
-            return Err(format!(
-                "`{s}` has host bits set; did you mean {}?",
-                net.trunc()
-            ));
+            return Err(format!("`{s}` has host bits set; did you mean {}?", net.trunc()));
         }
         Ok(net)
     } else {
-        let a: IpAddr = s.parse().map_err(|_| {
-            format!("`{s}` is not an IP address (like 10.0.0.1 or fe80::1) or a CIDR")
-        })?;
+        let a: IpAddr =
+            s.parse().map_err(|_| format!("`{s}` is not an IP address (like 10.0.0.1 or fe80::1) or a CIDR"))?;
         Ok(IpNet::from(a))
     }
 }
@@ -336,63 +283,35 @@ reason = "nightly backup"
         assert_eq!(l("10.1.2.3").as_deref(), Some("office"));
         assert_eq!(l("10.0.0.10").as_deref(), Some("ksc01"));
         assert_eq!(l("10.2.0.1"), None);
-        assert!(
-            inv.lookup("10.1.255.255".parse().unwrap())
-                .unwrap()
-                .is_broadcast
-        );
-        assert!(
-            !inv.lookup("10.1.255.254".parse().unwrap())
-                .unwrap()
-                .is_broadcast
-        );
+        assert!(inv.lookup("10.1.255.255".parse().unwrap()).unwrap().is_broadcast);
+        assert!(!inv.lookup("10.1.255.254".parse().unwrap()).unwrap().is_broadcast);
     }
 
     #[test]
     fn allow_matches_any_client_when_unset() {
         let inv = parse(INV).unwrap();
-        let a = inv.allowed(
-            "10.1.2.3".parse().unwrap(),
-            "10.0.0.10".parse().unwrap(),
-            Transport::Tcp,
-            445,
-        );
+        let a = inv.allowed("10.1.2.3".parse().unwrap(), "10.0.0.10".parse().unwrap(), Transport::Tcp, 445);
         assert_eq!(a.unwrap().name, "backup");
-        assert!(inv
-            .allowed(
-                "10.1.2.3".parse().unwrap(),
-                "10.0.0.10".parse().unwrap(),
-                Transport::Udp,
-                445
-            )
-            .is_none());
+        assert!(inv.allowed("10.1.2.3".parse().unwrap(), "10.0.0.10".parse().unwrap(), Transport::Udp, 445).is_none());
     }
 
     #[test]
     fn bad_entries_are_located() {
-        let e =
-            parse("[[host]]\nname = \"a\"\naddr = \"10.0.0.300\"\nrole = \"dbms\"\n").unwrap_err();
+        let e = parse("[[host]]\nname = \"a\"\naddr = \"10.0.0.300\"\nrole = \"dbms\"\n").unwrap_err();
         assert_eq!((e.line, e.column), (3, 8), "{e}");
         assert!(e.message.contains("not an IP address"), "{e}");
 
-        let e =
-            parse("[[host]]\nname = \"a\"\naddr = \"10.0.0.1/8\"\nrole = \"dbms\"\n").unwrap_err();
+        let e = parse("[[host]]\nname = \"a\"\naddr = \"10.0.0.1/8\"\nrole = \"dbms\"\n").unwrap_err();
         assert!(e.message.contains("did you mean 10.0.0.0/8"), "{e}");
 
         let e = parse("[[host]]\nname = \"a\"\naddr = \"10.0.0.1\"\nrole = \"dbm\"\n").unwrap_err();
         assert_eq!(e.line, 4);
-        assert!(
-            e.message
-                .contains("unknown role `dbm`; valid roles: administration-server"),
-            "{e}"
-        );
+        assert!(e.message.contains("unknown role `dbm`; valid roles: administration-server"), "{e}");
 
-        let e = parse("[[host]]\nname = \"a\"\naddr = \"10.0.0.1\"\nrole = \"external\"\n")
-            .unwrap_err();
+        let e = parse("[[host]]\nname = \"a\"\naddr = \"10.0.0.1\"\nrole = \"external\"\n").unwrap_err();
         assert!(e.message.contains("cannot be declared"), "{e}");
 
-        let e = parse("[[host]]\nname = \"a\"\naddr = \"10.0.0.1\"\nrole = \"dbms\"\ncolour = 1\n")
-            .unwrap_err();
+        let e = parse("[[host]]\nname = \"a\"\naddr = \"10.0.0.1\"\nrole = \"dbms\"\ncolour = 1\n").unwrap_err();
         assert!(e.message.contains("unknown field `colour`"), "{e}");
     }
 
@@ -402,11 +321,7 @@ reason = "nightly backup"
         let e = parse(t).unwrap_err();
         assert_eq!(e.line, 7);
         assert!(e.message.contains("already declared as `a` (dbms)"), "{e}");
-        let both =
-            "[[host]]\nname = \"a\"\naddr = \"10.0.0.1\"\nrole = \"dbms\"\nroles = [\"dbms\"]\n";
-        assert!(parse(both)
-            .unwrap_err()
-            .message
-            .contains("either `role` or `roles`"));
+        let both = "[[host]]\nname = \"a\"\naddr = \"10.0.0.1\"\nrole = \"dbms\"\nroles = [\"dbms\"]\n";
+        assert!(parse(both).unwrap_err().message.contains("either `role` or `roles`"));
     }
 }

@@ -130,10 +130,7 @@ fn audit_config(captures: Vec<PathBuf>, c: &Common) -> AuditConfig {
             ReaderArg::Fast => Reader::Fast,
         },
         filter: c.filter.clone(),
-        flow: FlowConfig {
-            max_flows: c.max_flows.max(1),
-            ..FlowConfig::default()
-        },
+        flow: FlowConfig { max_flows: c.max_flows.max(1), ..FlowConfig::default() },
         ..AuditConfig::default()
     }
 }
@@ -143,9 +140,9 @@ static BAR: OnceLock<indicatif::ProgressBar> = OnceLock::new();
 fn progress(done: u64, total: u64) {
     let bar = BAR.get_or_init(|| {
         let b = indicatif::ProgressBar::new(total);
-        if let Ok(style) = indicatif::ProgressStyle::with_template(
-            "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-        ) {
+        if let Ok(style) =
+            indicatif::ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
+        {
             b.set_style(style);
         }
         b
@@ -154,68 +151,39 @@ fn progress(done: u64, total: u64) {
 }
 
 fn write_err(what: &str) -> impl FnOnce(io::Error) -> Error + '_ {
-    move |source| Error::Write {
-        what: what.to_string(),
-        source,
-    }
+    move |source| Error::Write { what: what.to_string(), source }
 }
 
 fn run(cli: Cli) -> Result<u8, Error> {
     match cli.command {
-        Command::Rules {
-            check: Some(path), ..
-        } => {
+        Command::Rules { check: Some(path), .. } => {
             let rs = RuleSet::load(&path)?;
-            println!(
-                "{}: valid: {} rules, {} expectations",
-                path.display(),
-                rs.rules.len(),
-                rs.expectations.len()
-            );
+            println!("{}: valid: {} rules, {} expectations", path.display(), rs.rules.len(), rs.expectations.len());
             Ok(0)
         }
         Command::Rules { check: None, rules } => {
             let rs = load_rules(rules.as_deref())?;
             let mut out = BufWriter::new(io::stdout().lock());
-            write!(out, "{rs}")
-                .and_then(|_| out.flush())
-                .map_err(write_err("standard output"))?;
+            write!(out, "{rs}").and_then(|_| out.flush()).map_err(write_err("standard output"))?;
             Ok(0)
         }
         Command::CheckInventory { file } => {
             let inv = Inventory::load(&file)?;
-            println!(
-                "{}: valid: {} hosts, {} allow entries",
-                file.display(),
-                inv.hosts.len(),
-                inv.allows.len()
-            );
+            println!("{}: valid: {} hosts, {} allow entries", file.display(), inv.hosts.len(), inv.allows.len());
             Ok(0)
         }
         Command::Discover { captures, common } => {
             let rules = load_rules(common.rules.as_deref())?;
             let cfg = audit_config(captures, &common);
             let result = audit(&rules, None, &cfg)?;
-            let inv = result
-                .assessment
-                .inferred
-                .as_ref()
-                .expect("no inventory given, so roles were inferred");
+            let inv = result.assessment.inferred.as_ref().expect("no inventory given, so roles were inferred");
             let mut out = BufWriter::new(io::stdout().lock());
             out.write_all(classify::inventory_toml(inv).as_bytes())
                 .and_then(|_| out.flush())
                 .map_err(write_err("standard output"))?;
             Ok(0)
         }
-        Command::Audit {
-            captures,
-            common,
-            inventory,
-            format,
-            output,
-            events,
-            no_progress,
-        } => {
+        Command::Audit { captures, common, inventory, format, output, events, no_progress } => {
             let rules = load_rules(common.rules.as_deref())?;
             let inv = inventory.as_deref().map(Inventory::load).transpose()?;
             let mut cfg = audit_config(captures, &common);
@@ -229,40 +197,24 @@ fn run(cli: Cli) -> Result<u8, Error> {
             }
             let inv_name = inventory.as_ref().map(|p| p.display().to_string());
             let mut out: Box<dyn Write> = match &output {
-                Some(p) => Box::new(BufWriter::new(
-                    File::create(p).map_err(write_err(&p.display().to_string()))?,
-                )),
+                Some(p) => Box::new(BufWriter::new(File::create(p).map_err(write_err(&p.display().to_string()))?)),
                 None => Box::new(BufWriter::new(io::stdout().lock())),
             };
-            let what = output
-                .as_ref()
-                .map_or("standard output".to_string(), |p| p.display().to_string());
+            let what = output.as_ref().map_or("standard output".to_string(), |p| p.display().to_string());
             match format {
                 Format::Text => report::write_text(&mut out, &rules, inv_name.as_deref(), &result),
                 Format::Json => report::write_json(&mut out, &rules, inv_name.as_deref(), &result),
             }
             .and_then(|_| out.flush())
-            .map_err(|source| Error::Write {
-                what: what.clone(),
-                source,
-            })?;
+            .map_err(|source| Error::Write { what: what.clone(), source })?;
             if let (Some(path), Some(records)) = (&events, &result.records) {
-                let mut ev = BufWriter::new(
-                    File::create(path).map_err(write_err(&path.display().to_string()))?,
-                );
+                let mut ev = BufWriter::new(File::create(path).map_err(write_err(&path.display().to_string()))?);
                 report::write_events(&mut ev, &rules, &result, records)
                     .and_then(|_| ev.flush())
-                    .map_err(|source| Error::Write {
-                        what: path.display().to_string(),
-                        source,
-                    })?;
+                    .map_err(|source| Error::Write { what: path.display().to_string(), source })?;
             }
             for f in result.capture.files.iter().filter(|f| f.error.is_some()) {
-                eprintln!(
-                    "kscflow: warning: {}: {}",
-                    f.path.display(),
-                    f.error.as_deref().unwrap_or_default()
-                );
+                eprintln!("kscflow: warning: {}: {}", f.path.display(), f.error.as_deref().unwrap_or_default());
             }
             Ok(report::exit_status(&result))
         }

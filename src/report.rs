@@ -17,8 +17,8 @@ use crate::rules::{RoleSet, RuleSet};
 /// Exit status of an audit (DESIGN.md): 1 when anything is flagged.
 pub fn exit_status(r: &AuditResult) -> u8 {
     let a = &r.assessment;
-    let flagged = a.flows.iter().any(|j| j.verdict != Verdict::Expected)
-        || a.missing.iter().any(|m| m.status == Status::Missing);
+    let flagged =
+        a.flows.iter().any(|j| j.verdict != Verdict::Expected) || a.missing.iter().any(|m| m.status == Status::Missing);
     u8::from(flagged)
 }
 
@@ -38,12 +38,7 @@ pub fn rfc3339(ts: Ts) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}Z",
-        sod / 3600,
-        sod / 60 % 60,
-        sod % 60
-    )
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}Z", sod / 3600, sod / 60 % 60, sod % 60)
 }
 
 fn linktype_name(lt: i32) -> String {
@@ -161,6 +156,8 @@ struct JsonFlow {
     outcomes: BTreeMap<&'static str, u64>,
     direction: BTreeMap<&'static str, u64>,
     rule: Option<String>,
+    /// The inventory `[[allow]]` entry that accepted it, if any.
+    allow: Option<String>,
     verdict: Verdict,
     reason: String,
     seed: Vec<u32>,
@@ -178,16 +175,8 @@ struct JsonMissing {
 }
 
 fn roles_list(h: &HostView) -> Vec<&'static str> {
-    let shown = if h.declared.is_empty() {
-        h.roles
-    } else {
-        h.declared
-    };
-    shown
-        .iter()
-        .filter(|r| *r != crate::rules::Role::Any)
-        .map(|r| r.name())
-        .collect()
+    let shown = if h.declared.is_empty() { h.roles } else { h.declared };
+    shown.iter().filter(|r| *r != crate::rules::Role::Any).map(|r| r.name()).collect()
 }
 
 fn flow_json(rules: &RuleSet, j: &Judged) -> JsonFlow {
@@ -222,14 +211,10 @@ fn flow_json(rules: &RuleSet, j: &Judged) -> JsonFlow {
         server_roles: roles_list(&j.server),
         tls,
         plaintext_connections: s.plaintext,
-        outcomes: Outcome::ALL
-            .iter()
-            .map(|o| (o.key(), s.outcome(*o)))
-            .collect(),
+        outcomes: Outcome::ALL.iter().map(|o| (o.key(), s.outcome(*o))).collect(),
         direction: direction_counts(s).into_iter().collect(),
-        rule: rule
-            .map(|r| r.id.clone())
-            .or_else(|| j.allow.as_ref().map(|a| format!("allow:{a}"))),
+        rule: rule.map(|r| r.id.clone()),
+        allow: j.allow.clone(),
         verdict: j.verdict,
         reason: j.reason.clone(),
         seed: j.seed.clone(),
@@ -237,21 +222,13 @@ fn flow_json(rules: &RuleSet, j: &Judged) -> JsonFlow {
 }
 
 /// Writes the JSON document (DESIGN.md "Contracts").
-pub fn write_json(
-    out: &mut dyn Write,
-    rules: &RuleSet,
-    inventory: Option<&str>,
-    r: &AuditResult,
-) -> io::Result<()> {
+pub fn write_json(out: &mut dyn Write, rules: &RuleSet, inventory: Option<&str>, r: &AuditResult) -> io::Result<()> {
     let a = &r.assessment;
     let c = &r.capture;
     let count = |v: Verdict| a.flows.iter().filter(|j| j.verdict == v).count();
     let doc = JsonReport {
         kscflow: env!("CARGO_PKG_VERSION"),
-        rules: JsonRules {
-            origin: &rules.origin,
-            product: &rules.product,
-        },
+        rules: JsonRules { origin: &rules.origin, product: &rules.product },
         inventory,
         roles_source: a.roles_source,
         capture: JsonCapture {
@@ -292,18 +269,9 @@ pub fn write_json(
             expected: count(Verdict::Expected),
             insecure: count(Verdict::Insecure),
             unexpected: count(Verdict::Unexpected),
-            missing: a
-                .missing
-                .iter()
-                .filter(|m| m.status == Status::Missing)
-                .count(),
-            unconfirmed: a
-                .missing
-                .iter()
-                .filter(|m| m.status == Status::Unconfirmed)
-                .count(),
-            out_of_scope_connections: r.assessment.out_of_scope.connections
-                + out_of_scope_total(r).0,
+            missing: a.missing.iter().filter(|m| m.status == Status::Missing).count(),
+            unconfirmed: a.missing.iter().filter(|m| m.status == Status::Unconfirmed).count(),
+            out_of_scope_connections: r.assessment.out_of_scope.connections + out_of_scope_total(r).0,
             out_of_scope_packets: r.assessment.out_of_scope.packets + out_of_scope_total(r).1,
             out_of_scope_bytes: r.assessment.out_of_scope.bytes + out_of_scope_total(r).2,
         },
@@ -384,23 +352,12 @@ fn seed_text(seed: &[u32]) -> String {
     if seed.is_empty() {
         String::new()
     } else {
-        format!(
-            "  [seed {}]",
-            seed.iter()
-                .map(|t| t.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        )
+        format!("  [seed {}]", seed.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(", "))
     }
 }
 
 /// Writes the terminal summary: worst first.
-pub fn write_text(
-    out: &mut dyn Write,
-    rules: &RuleSet,
-    inventory: Option<&str>,
-    r: &AuditResult,
-) -> io::Result<()> {
+pub fn write_text(out: &mut dyn Write, rules: &RuleSet, inventory: Option<&str>, r: &AuditResult) -> io::Result<()> {
     let a = &r.assessment;
     let c = &r.capture;
     let span = match (c.first_ts, c.last_ts) {
@@ -412,13 +369,7 @@ pub fn write_text(
         ),
         _ => "no timestamps".into(),
     };
-    writeln!(
-        out,
-        "kscflow audit: {} file(s), {} packets, {} UTC",
-        c.files.len(),
-        thousands(c.packets),
-        span
-    )?;
+    writeln!(out, "kscflow audit: {} file(s), {} packets, {} UTC", c.files.len(), thousands(c.packets), span)?;
     match (a.roles_source, inventory) {
         (RolesSource::Inventory, Some(p)) => writeln!(out, "Roles: from the inventory {p}")?,
         _ => writeln!(out, "Roles: INFERRED from the traffic (no inventory given); check them with `kscflow discover` and pass --inventory")?,
@@ -436,11 +387,7 @@ pub fn write_text(
         }
     }
     let n = |v: Verdict| a.flows.iter().filter(|j| j.verdict == v).count();
-    let missing = a
-        .missing
-        .iter()
-        .filter(|m| m.status == Status::Missing)
-        .count();
+    let missing = a.missing.iter().filter(|m| m.status == Status::Missing).count();
     let unconfirmed = a.missing.len() - missing;
     let oos = a.out_of_scope.connections + r.capture_out_of_scope.connections;
     writeln!(
@@ -454,10 +401,7 @@ pub fn write_text(
         thousands(oos)
     )?;
 
-    for (v, title) in [
-        (Verdict::Unexpected, "UNEXPECTED"),
-        (Verdict::Insecure, "INSECURE"),
-    ] {
+    for (v, title) in [(Verdict::Unexpected, "UNEXPECTED"), (Verdict::Insecure, "INSECURE")] {
         let list: Vec<&Judged> = a.flows.iter().filter(|j| j.verdict == v).collect();
         if list.is_empty() {
             continue;
@@ -468,38 +412,19 @@ pub fn write_text(
             writeln!(out, "      {}{}", j.reason, seed_text(&j.seed))?;
         }
     }
-    for (st, title) in [
-        (Status::Missing, "MISSING"),
-        (Status::Unconfirmed, "NOT SEEN YET (unconfirmed)"),
-    ] {
+    for (st, title) in [(Status::Missing, "MISSING"), (Status::Unconfirmed, "NOT SEEN YET (unconfirmed)")] {
         let list: Vec<_> = a.missing.iter().filter(|m| m.status == st).collect();
         if list.is_empty() {
             continue;
         }
         writeln!(out, "\n{title} ({})", list.len())?;
         for m in list {
-            writeln!(
-                out,
-                "  {} [{}] {}: {}{}",
-                m.host.label(),
-                m.role,
-                m.expectation,
-                m.reason,
-                seed_text(&m.seed)
-            )?;
+            writeln!(out, "  {} [{}] {}: {}{}", m.host.label(), m.role, m.expectation, m.reason, seed_text(&m.seed))?;
         }
     }
-    let expected: Vec<&Judged> = a
-        .flows
-        .iter()
-        .filter(|j| j.verdict == Verdict::Expected)
-        .collect();
+    let expected: Vec<&Judged> = a.flows.iter().filter(|j| j.verdict == Verdict::Expected).collect();
     if !expected.is_empty() {
-        writeln!(
-            out,
-            "\nEXPECTED ({} conversation(s), by rule)",
-            expected.len()
-        )?;
+        writeln!(out, "\nEXPECTED ({} conversation(s), by rule)", expected.len())?;
         let mut by_rule: BTreeMap<String, Vec<&Judged>> = BTreeMap::new();
         for j in expected {
             let k = j
@@ -523,11 +448,7 @@ pub fn write_text(
                     rule.initiator.names(),
                     rule.responder.names(),
                     rule.transport,
-                    rule.ports
-                        .iter()
-                        .map(|p| p.to_string())
-                        .collect::<Vec<_>>()
-                        .join(","),
+                    rule.ports.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(","),
                     seed_text(&rule.seed)
                 ),
                 None => id.clone(),
@@ -545,36 +466,25 @@ pub fn write_text(
                 writeln!(out, "      {}", flow_line(rules, j))?;
             }
             if list.len() > 20 {
-                writeln!(
-                    out,
-                    "      … and {} more (see --format json)",
-                    list.len() - 20
-                )?;
+                writeln!(out, "      … and {} more (see --format json)", list.len() - 20)?;
             }
         }
     }
     if c.skipped.total() > 0 {
-        writeln!(
-            out,
-            "\nPACKETS SKIPPED ({} of {})",
-            thousands(c.skipped.total()),
-            thousands(c.packets)
-        )?;
+        writeln!(out, "\nPACKETS SKIPPED ({} of {})", thousands(c.skipped.total()), thousands(c.packets))?;
         for s in Skip::ALL {
             let k = c.skipped.get(s);
             if k > 0 {
-                writeln!(
-                    out,
-                    "  {:>10}  {} ({})",
-                    thousands(k),
-                    s.describe(),
-                    s.key()
-                )?;
+                writeln!(out, "  {:>10}  {} ({})", thousands(k), s.describe(), s.key())?;
             }
         }
     }
     if c.flows.evicted > 0 {
-        writeln!(out, "\nNOTE: the flow table was full: {} connection(s) were closed early (raise --max-flows).", thousands(c.flows.evicted))?;
+        writeln!(
+            out,
+            "\nNOTE: the flow table was full: {} connection(s) were closed early (raise --max-flows).",
+            thousands(c.flows.evicted)
+        )?;
     }
     Ok(())
 }
@@ -609,37 +519,17 @@ struct JsonEventTls<'a> {
 }
 
 /// Writes one JSON line per connection (`--events`).
-pub fn write_events(
-    out: &mut dyn Write,
-    rules: &RuleSet,
-    r: &AuditResult,
-    records: &[ConnRecord],
-) -> io::Result<()> {
-    let judged: hashbrown::HashMap<ConvKey, &Judged> =
-        r.assessment.flows.iter().map(|j| (j.key, j)).collect();
+pub fn write_events(out: &mut dyn Write, rules: &RuleSet, r: &AuditResult, records: &[ConnRecord]) -> io::Result<()> {
+    let judged: hashbrown::HashMap<ConvKey, &Judged> = r.assessment.flows.iter().map(|j| (j.key, j)).collect();
     for rec in records {
-        let key = ConvKey {
-            client: rec.client,
-            server: rec.server,
-            transport: rec.transport,
-            server_port: rec.server_port,
-        };
+        let key =
+            ConvKey { client: rec.client, server: rec.server, transport: rec.transport, server_port: rec.server_port };
         let j = judged.get(&key);
         let (tls, first_payload) = match &rec.tls {
-            TlsSeen::Hello { version, sni } => (
-                Some(JsonEventTls {
-                    version: Some(version.name()),
-                    sni: sni.as_deref(),
-                }),
-                "tls",
-            ),
-            TlsSeen::TlsUnparsed => (
-                Some(JsonEventTls {
-                    version: None,
-                    sni: None,
-                }),
-                "tls",
-            ),
+            TlsSeen::Hello { version, sni } => {
+                (Some(JsonEventTls { version: Some(version.name()), sni: sni.as_deref() }), "tls")
+            }
+            TlsSeen::TlsUnparsed => (Some(JsonEventTls { version: None, sni: None }), "tls"),
             TlsSeen::Plaintext => (None, "plaintext"),
             TlsSeen::NoPayload => (None, "none"),
             TlsSeen::Unknown => (None, "unknown"),
@@ -678,10 +568,7 @@ mod tests {
     #[test]
     fn rfc3339_known_dates() {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000000Z");
-        assert_eq!(
-            rfc3339(1_768_467_600_000_000),
-            "2026-01-15T09:00:00.000000Z"
-        );
+        assert_eq!(rfc3339(1_768_467_600_000_000), "2026-01-15T09:00:00.000000Z");
         assert_eq!(rfc3339(-1), "1969-12-31T23:59:59.999999Z");
         assert_eq!(rfc3339(951_782_400_000_000), "2000-02-29T00:00:00.000000Z");
     }

@@ -126,11 +126,7 @@ impl Role {
     }
 
     fn list(roles: &[Role]) -> String {
-        roles
-            .iter()
-            .map(|r| r.name())
-            .collect::<Vec<_>>()
-            .join(", ")
+        roles.iter().map(|r| r.name()).collect::<Vec<_>>().join(", ")
     }
 
     /// Parses a declarable role name, with an error that lists the valid ones.
@@ -142,20 +138,12 @@ impl Role {
                 r.name(),
                 Role::list(Role::DECLARABLE)
             )),
-            None => Err(format!(
-                "unknown role `{s}`; valid roles: {}",
-                Role::list(Role::DECLARABLE)
-            )),
+            None => Err(format!("unknown role `{s}`; valid roles: {}", Role::list(Role::DECLARABLE))),
         }
     }
 
     fn parse_any(s: &str) -> Result<Role, String> {
-        Role::from_name(s).ok_or_else(|| {
-            format!(
-                "unknown role `{s}`; valid roles: {}",
-                Role::list(&Role::ALL)
-            )
-        })
+        Role::from_name(s).ok_or_else(|| format!("unknown role `{s}`; valid roles: {}", Role::list(&Role::ALL)))
     }
 }
 
@@ -207,9 +195,7 @@ impl RoleSet {
 }
 
 /// Layer-4 protocol of a flow.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, serde::Serialize,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Transport {
     Tcp,
@@ -279,19 +265,30 @@ pub struct Rule {
     pub flows: Vec<String>,
     pub refs: Vec<String>,
     pub note: Option<String>,
+    /// Server names (TLS SNI) that single this rule out among rules of the
+    /// same port and roles; `*.` prefixes match subdomains. Empty: any.
+    pub sni: Vec<String>,
 }
 
 impl Rule {
+    /// Whether `sni` is one of the rule's server names.
+    pub fn sni_matches(&self, sni: &str) -> bool {
+        let sni = sni.trim_end_matches('.').to_ascii_lowercase();
+        self.sni.iter().any(|p| match p.strip_prefix("*.") {
+            Some(suffix) => {
+                sni.ends_with(suffix)
+                    && sni.len() > suffix.len()
+                    && sni.as_bytes()[sni.len() - suffix.len() - 1] == b'.'
+            }
+            None => sni == p.to_ascii_lowercase(),
+        })
+    }
+
     /// "seed 158545, #4" — where the rule comes from, for reports.
     pub fn source(&self) -> String {
         let mut parts: Vec<String> = self.seed.iter().map(|t| t.to_string()).collect();
         parts.extend(self.flows.iter().cloned());
-        parts.extend(
-            self.refs
-                .iter()
-                .filter(|r| !self.seed.iter().any(|t| t.to_string() == **r))
-                .cloned(),
-        );
+        parts.extend(self.refs.iter().filter(|r| !self.seed.iter().any(|t| t.to_string() == **r)).cloned());
         parts.join(", ")
     }
 }
@@ -323,9 +320,7 @@ pub struct PortSet {
 
 impl PortSet {
     pub fn new() -> PortSet {
-        PortSet {
-            bits: Box::new([0; 2048]),
-        }
+        PortSet { bits: Box::new([0; 2048]) }
     }
     fn idx(t: Transport, port: u16) -> usize {
         (t as usize) << 16 | port as usize
@@ -376,16 +371,13 @@ pub struct RuleSet {
 impl RuleSet {
     /// The built-in KSC 14.2 table.
     pub fn builtin() -> RuleSet {
-        RuleSet::parse(Path::new(BUILTIN_NAME), BUILTIN)
-            .expect("the built-in rules are valid (tested)")
+        RuleSet::parse(Path::new(BUILTIN_NAME), BUILTIN).expect("the built-in rules are valid (tested)")
     }
 
     /// Reads and validates a rules file.
     pub fn load(path: &Path) -> Result<RuleSet, crate::Error> {
-        let text = std::fs::read_to_string(path).map_err(|source| crate::Error::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| crate::Error::Read { path: path.to_path_buf(), source })?;
         Ok(RuleSet::parse(path, &text)?)
     }
 
@@ -397,9 +389,7 @@ impl RuleSet {
 
     /// `roles` with every implied role added (a DP is a managed device too).
     pub fn expand(&self, roles: RoleSet) -> RoleSet {
-        roles
-            .iter()
-            .fold(roles, |acc, r| acc.union(self.implies[r as usize]))
+        roles.iter().fold(roles, |acc, r| acc.union(self.implies[r as usize]))
     }
 
     pub fn shared_port_list(&self) -> &[u16] {
@@ -413,18 +403,13 @@ impl RuleSet {
     /// Parses and validates the text of a rules file.
     pub fn parse(path: &Path, text: &str) -> Result<RuleSet, ConfigError> {
         let raw: RawFile = parse_toml(path, text)?;
-        let err = |span: std::ops::Range<usize>, msg: String| {
-            ConfigError::at(path, text, Some(span), msg)
-        };
+        let err = |span: std::ops::Range<usize>, msg: String| ConfigError::at(path, text, Some(span), msg);
         if raw.schema != 1 {
             return Err(ConfigError::at(
                 path,
                 text,
                 None,
-                format!(
-                    "schema = {} is not supported (this kscflow reads schema 1)",
-                    raw.schema
-                ),
+                format!("schema = {} is not supported (this kscflow reads schema 1)", raw.schema),
             ));
         }
         let sync = raw.sync.unwrap_or_default();
@@ -439,11 +424,10 @@ impl RuleSet {
 
         let mut implies = [RoleSet::EMPTY; 16];
         for (name, list) in &raw.roles {
-            let role = Role::parse_any(name.get_ref())
-                .map_err(|m| err(name.span(), format!("[roles]: {m}")))?;
+            let role = Role::parse_any(name.get_ref()).map_err(|m| err(name.span(), format!("[roles]: {m}")))?;
             for r in list.get_ref() {
-                let imp = Role::parse_any(r.get_ref())
-                    .map_err(|m| err(r.span(), format!("[roles.{}]: {m}", role.name())))?;
+                let imp =
+                    Role::parse_any(r.get_ref()).map_err(|m| err(r.span(), format!("[roles.{}]: {m}", role.name())))?;
                 implies[role as usize] = implies[role as usize].with(imp);
             }
         }
@@ -459,8 +443,7 @@ impl RuleSet {
         }
 
         let mut rules = Vec::with_capacity(raw.rule.len());
-        let mut by_port: hashbrown::HashMap<(Transport, u16), Vec<usize>> =
-            hashbrown::HashMap::new();
+        let mut by_port: hashbrown::HashMap<(Transport, u16), Vec<usize>> = hashbrown::HashMap::new();
         let mut ksc_ports = PortSet::new();
         for (i, r) in raw.rule.into_iter().enumerate() {
             let id = r.id.get_ref().trim().to_string();
@@ -472,10 +455,7 @@ impl RuleSet {
             }
             let roles = |list: &[Spanned<String>], field: &str| -> Result<RoleSet, ConfigError> {
                 if list.is_empty() {
-                    return Err(err(
-                        r.id.span(),
-                        format!("rule `{id}`: `{field}` needs at least one role"),
-                    ));
+                    return Err(err(r.id.span(), format!("rule `{id}`: `{field}` needs at least one role")));
                 }
                 let mut set = RoleSet::EMPTY;
                 for s in list {
@@ -514,24 +494,22 @@ impl RuleSet {
                 flows: r.flows,
                 refs: r.refs,
                 note: r.note.filter(|s| !s.trim().is_empty()),
+                sni: r.sni,
             });
         }
 
         let find = |s: &Spanned<String>, field: &str, eid: &str| -> Result<usize, ConfigError> {
-            rules
-                .iter()
-                .position(|r| r.id == *s.get_ref())
-                .ok_or_else(|| {
-                    let ids: Vec<&str> = rules.iter().map(|r| r.id.as_str()).collect();
-                    err(
-                        s.span(),
-                        format!(
-                            "expectation `{eid}`, field `{field}`: no rule `{}`; rules are: {}",
-                            s.get_ref(),
-                            ids.join(", ")
-                        ),
-                    )
-                })
+            rules.iter().position(|r| r.id == *s.get_ref()).ok_or_else(|| {
+                let ids: Vec<&str> = rules.iter().map(|r| r.id.as_str()).collect();
+                err(
+                    s.span(),
+                    format!(
+                        "expectation `{eid}`, field `{field}`: no rule `{}`; rules are: {}",
+                        s.get_ref(),
+                        ids.join(", ")
+                    ),
+                )
+            })
         };
         let mut expectations = Vec::new();
         for e in raw.expect {
@@ -539,36 +517,18 @@ impl RuleSet {
             if expectations.iter().any(|o: &Expectation| o.id == id) {
                 return Err(err(e.id.span(), format!("duplicate expectation id `{id}`")));
             }
-            let subject = Role::parse_declarable(e.subject.get_ref()).map_err(|m| {
-                err(
-                    e.subject.span(),
-                    format!("expectation `{id}`, field `subject`: {m}"),
-                )
-            })?;
+            let subject = Role::parse_declarable(e.subject.get_ref())
+                .map_err(|m| err(e.subject.span(), format!("expectation `{id}`, field `subject`: {m}")))?;
             if e.rules.is_empty() {
-                return Err(err(
-                    e.id.span(),
-                    format!("expectation `{id}` needs at least one rule in `rules`"),
-                ));
+                return Err(err(e.id.span(), format!("expectation `{id}` needs at least one rule in `rules`")));
             }
-            let rule_idx = e
-                .rules
-                .iter()
-                .map(|s| find(s, "rules", &id))
-                .collect::<Result<Vec<_>, _>>()?;
-            let explained_by = e
-                .explained_by
-                .iter()
-                .map(|s| find(s, "explained_by", &id))
-                .collect::<Result<Vec<_>, _>>()?;
+            let rule_idx = e.rules.iter().map(|s| find(s, "rules", &id)).collect::<Result<Vec<_>, _>>()?;
+            let explained_by =
+                e.explained_by.iter().map(|s| find(s, "explained_by", &id)).collect::<Result<Vec<_>, _>>()?;
             let mut unless_also = RoleSet::EMPTY;
             for s in &e.unless_also {
-                let r = Role::parse_declarable(s.get_ref()).map_err(|m| {
-                    err(
-                        s.span(),
-                        format!("expectation `{id}`, field `unless_also`: {m}"),
-                    )
-                })?;
+                let r = Role::parse_declarable(s.get_ref())
+                    .map_err(|m| err(s.span(), format!("expectation `{id}`, field `unless_also`: {m}")))?;
                 unless_also = unless_also.with(r);
             }
             let interval = e.interval_minutes.unwrap_or(sync.interval_minutes).max(1);
@@ -626,24 +586,12 @@ impl fmt::Display for RuleSet {
             self.shared_port_list.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", ")
         )?;
         writeln!(f)?;
-        writeln!(
-            f,
-            "{:<18} {:<14} {:<9} {:<50} SOURCE",
-            "RULE", "PORT", "TLS", "INITIATOR → RESPONDER"
-        )?;
+        writeln!(f, "{:<18} {:<14} {:<9} {:<50} SOURCE", "RULE", "PORT", "TLS", "INITIATOR → RESPONDER")?;
         for r in &self.rules {
             let ports = if r.ports.is_empty() {
                 format!("{} -", r.transport)
             } else {
-                format!(
-                    "{} {}",
-                    r.transport,
-                    r.ports
-                        .iter()
-                        .map(|p| p.to_string())
-                        .collect::<Vec<_>>()
-                        .join(",")
-                )
+                format!("{} {}", r.transport, r.ports.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(","))
             };
             let tls = match (r.insecure.is_some(), r.tls) {
                 (true, _) => "INSECURE",
@@ -652,15 +600,7 @@ impl fmt::Display for RuleSet {
                 (_, TlsRequirement::Optional) => "optional",
             };
             let dir = format!("{} → {}", r.initiator.names(), r.responder.names());
-            writeln!(
-                f,
-                "{:<18} {:<14} {:<9} {:<50} {}",
-                r.id,
-                ports,
-                tls,
-                dir,
-                r.source()
-            )?;
+            writeln!(f, "{:<18} {:<14} {:<9} {:<50} {}", r.id, ports, tls, dir, r.source())?;
             writeln!(f, "{:<18} {}", "", r.purpose)?;
             if let Some(why) = &r.insecure {
                 writeln!(f, "{:<18} insecure: {}", "", why)?;
@@ -681,11 +621,7 @@ impl fmt::Display for RuleSet {
                 e.text,
                 rules.join(", "),
                 e.window_secs / 60,
-                e.seed
-                    .iter()
-                    .map(|t| t.to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                e.seed.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(", ")
             )?;
         }
         Ok(())
@@ -723,10 +659,7 @@ struct RawSync {
 
 impl Default for RawSync {
     fn default() -> Self {
-        RawSync {
-            interval_minutes: 15,
-            missed_intervals: 3,
-        }
+        RawSync { interval_minutes: 15, missed_intervals: 3 }
     }
 }
 
@@ -749,6 +682,8 @@ struct RawRule {
     #[serde(default)]
     refs: Vec<String>,
     note: Option<String>,
+    #[serde(default)]
+    sni: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -807,11 +742,7 @@ text = "reach the AS"
         let rs = RuleSet::parse(Path::new(BUILTIN_NAME), BUILTIN).unwrap();
         assert!(rs.rules.len() >= 25, "{}", rs.rules.len());
         for r in &rs.rules {
-            assert!(
-                !r.seed.is_empty() || !r.refs.is_empty(),
-                "rule {} cites nothing",
-                r.id
-            );
+            assert!(!r.seed.is_empty() || !r.refs.is_empty(), "rule {} cites nothing", r.id);
         }
         let agent = rs.rule("agent").unwrap();
         assert_eq!(agent.ports, vec![13000]);
@@ -820,14 +751,22 @@ text = "reach the AS"
         assert!(rs.ksc_ports.contains(Transport::Tcp, 14000));
         assert!(!rs.ksc_ports.contains(Transport::Tcp, 14001));
         assert!(rs.shared_ports.contains(Transport::Tcp, 1433));
-        assert!(rs
-            .expectations
-            .iter()
-            .any(|e| e.id == "agent-sync" && e.window_secs == 45 * 60));
+        assert!(rs.expectations.iter().any(|e| e.id == "agent-sync" && e.window_secs == 45 * 60));
         // A DP is a managed device too (DESIGN.md).
-        assert!(rs
-            .expand(RoleSet::of(&[Role::DistributionPoint]))
-            .contains(Role::ManagedDevice));
+        assert!(rs.expand(RoleSet::of(&[Role::DistributionPoint])).contains(Role::ManagedDevice));
+    }
+
+    #[test]
+    fn sni_patterns() {
+        let rs = RuleSet::builtin();
+        let fcm = rs.rule("fcm").unwrap();
+        assert!(fcm.sni_matches("FCM.googleapis.com."));
+        assert!(!fcm.sni_matches("ksn.kaspersky-labs.com"));
+        let mut r = fcm.clone();
+        r.sni = vec!["*.example.com".into()];
+        assert!(r.sni_matches("a.example.com"));
+        assert!(!r.sni_matches("example.com"));
+        assert!(!r.sni_matches("badexample.com"));
     }
 
     #[test]
@@ -840,21 +779,11 @@ text = "reach the AS"
 
     #[test]
     fn unknown_role_is_located_and_lists_valid_ones() {
-        let bad = MINI.replace(
-            r#"responder = ["administration-server"]"#,
-            r#"responder = ["adminstration-server"]"#,
-        );
+        let bad = MINI.replace(r#"responder = ["administration-server"]"#, r#"responder = ["adminstration-server"]"#);
         let e = parse(&bad).unwrap_err();
         assert_eq!(e.line, 13);
-        assert!(
-            e.message.contains("unknown role `adminstration-server`"),
-            "{e}"
-        );
-        assert!(
-            e.message
-                .contains("administration-server, secondary-server"),
-            "{e}"
-        );
+        assert!(e.message.contains("unknown role `adminstration-server`"), "{e}");
+        assert!(e.message.contains("administration-server, secondary-server"), "{e}");
     }
 
     #[test]
@@ -868,16 +797,10 @@ text = "reach the AS"
     #[test]
     fn duplicate_ids_and_dangling_references_are_errors() {
         let dup = format!("{MINI}\n[[rule]]\nid = \"agent\"\ninitiator = [\"any\"]\nresponder = [\"any\"]\ntransport = \"udp\"\nports = [1]\ntls = \"none\"\npurpose = \"x\"\nseed = []\n");
-        assert!(parse(&dup)
-            .unwrap_err()
-            .message
-            .contains("duplicate rule id `agent`"));
+        assert!(parse(&dup).unwrap_err().message.contains("duplicate rule id `agent`"));
         let dangling = MINI.replace(r#"rules = ["agent"]"#, r#"rules = ["agnet"]"#);
         let e = parse(&dangling).unwrap_err();
-        assert!(
-            e.message.contains("no rule `agnet`; rules are: agent"),
-            "{e}"
-        );
+        assert!(e.message.contains("no rule `agnet`; rules are: agent"), "{e}");
     }
 
     #[test]

@@ -8,47 +8,29 @@ use super::{End, Frame};
 
 /// Reads `path` with libpcap. Opened at nanosecond precision so that both
 /// µs and ns files give exact timestamps (`shared/notes/crates.md` §1.3).
-pub fn read(
-    path: &Path,
-    filter: Option<&str>,
-    on: &mut dyn FnMut(Frame<'_>),
-) -> Result<End, crate::Error> {
-    let mut cap = Capture::from_file_with_precision(path, Precision::Nano).map_err(|e| {
-        crate::Error::Capture {
-            path: path.to_path_buf(),
-            message: explain_open_error(path, &e.to_string()),
-        }
+pub fn read(path: &Path, filter: Option<&str>, on: &mut dyn FnMut(Frame<'_>)) -> Result<End, crate::Error> {
+    let mut cap = Capture::from_file_with_precision(path, Precision::Nano).map_err(|e| crate::Error::Capture {
+        path: path.to_path_buf(),
+        message: explain_open_error(path, &e.to_string()),
     })?;
     if let Some(f) = filter {
-        cap.filter(f, true).map_err(|e| crate::Error::Filter {
-            filter: f.into(),
-            message: e.to_string(),
-        })?;
+        cap.filter(f, true).map_err(|e| crate::Error::Filter { filter: f.into(), message: e.to_string() })?;
     }
     let linktype = cap.get_datalink().0;
     let mut n = 0u64;
     loop {
         match cap.next_packet() {
             Ok(p) => {
-                // time_t and suseconds_t are i64 here, narrower on 32-bit targets.
+                // The fraction is unsigned in the file format; libpcap hands it
+                // over in a signed field, so an invalid fraction >= 2^31 ns
+                // (tcpdump's timestamp_invalid_nano.pcap) must not turn negative.
                 #[allow(clippy::useless_conversion)]
-                let ts = i64::from(p.header.ts.tv_sec) * 1_000_000
-                    + i64::from(p.header.ts.tv_usec) / 1000;
-                on(Frame {
-                    ts,
-                    wire_len: p.header.len,
-                    linktype,
-                    data: p.data,
-                });
+                let ts = i64::from(p.header.ts.tv_sec) * 1_000_000 + i64::from(p.header.ts.tv_usec as u32) / 1000;
+                on(Frame { ts, wire_len: p.header.len, linktype, data: p.data });
                 n += 1;
             }
             Err(pcap::Error::NoMorePackets) => return Ok(End::Complete),
-            Err(e) => {
-                return Ok(End::Broken {
-                    packets: n,
-                    message: e.to_string(),
-                })
-            }
+            Err(e) => return Ok(End::Broken { packets: n, message: e.to_string() }),
         }
     }
 }
