@@ -63,12 +63,15 @@ pub struct HostView {
     pub declared: RoleSet,
     /// Covered by the inventory (or an inferred role).
     pub known: bool,
+    /// The entry is a network (CIDR), not this host alone.
+    pub in_network: bool,
 }
 
 impl HostView {
-    /// "ksc01 (10.0.0.10)" or "10.0.0.10".
+    /// "ksc01 (10.0.0.10)", "10.1.2.3 (in office-lan)" or "10.0.0.10".
     pub fn label(&self) -> String {
         match &self.name {
+            Some(n) if self.in_network => format!("{} (in {n})", self.addr),
             Some(n) if *n != self.addr.to_string() => format!("{n} ({})", self.addr),
             _ => self.addr.to_string(),
         }
@@ -173,7 +176,14 @@ impl Resolver<'_> {
         let bcast = matches!(addr, IpAddr::V4(v4) if v4.is_broadcast()) || lookup.is_some_and(|l| l.is_broadcast);
         if is_mcast || bcast {
             let r = if is_mcast { Role::Multicast } else { Role::Broadcast };
-            return HostView { addr, name: None, roles: any.with(r), declared: RoleSet::EMPTY.with(r), known: true };
+            return HostView {
+                addr,
+                name: None,
+                roles: any.with(r),
+                declared: RoleSet::EMPTY.with(r),
+                known: true,
+                in_network: false,
+            };
         }
         match lookup {
             Some(l) => HostView {
@@ -182,10 +192,16 @@ impl Resolver<'_> {
                 roles: self.rules.expand(l.host.roles).union(any),
                 declared: l.host.roles,
                 known: true,
+                in_network: l.host.net.prefix_len() != l.host.net.max_prefix_len(),
             },
-            None => {
-                HostView { addr, name: None, roles: any.with(Role::External), declared: RoleSet::EMPTY, known: false }
-            }
+            None => HostView {
+                addr,
+                name: None,
+                roles: any.with(Role::External),
+                declared: RoleSet::EMPTY,
+                known: false,
+                in_network: false,
+            },
         }
     }
 }
@@ -429,7 +445,12 @@ fn missing(
             let mins = duration_secs / 60;
             let mut reason = format!("{} never managed to {}", h.label(), e.text);
             if unanswered + refused > 0 {
-                let _ = write!(reason, " ({unanswered} attempt(s) unanswered, {refused} refused: check the firewall)");
+                let parts: Vec<String> = [(unanswered, "unanswered"), (refused, "refused")]
+                    .iter()
+                    .filter(|(n, _)| *n > 0)
+                    .map(|(n, what)| format!("{n} attempt(s) {what}"))
+                    .collect();
+                let _ = write!(reason, " ({}: check the firewall)", parts.join(", "));
             }
             let status = if explained {
                 let _ = write!(reason, "; it sent a shutdown notice (UDP 13000), which explains its silence");

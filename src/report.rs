@@ -444,12 +444,12 @@ pub fn write_text(out: &mut dyn Write, rules: &RuleSet, inventory: Option<&str>,
             });
             let head = match rules.rule(&id) {
                 Some(rule) => format!(
-                    "{id}: {} → {} on {} {}{}",
+                    "{id}: {} → {} on {} {}  [source {}]",
                     rule.initiator.names(),
                     rule.responder.names(),
                     rule.transport,
                     rule.ports.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(","),
-                    seed_text(&rule.seed)
+                    rule.source()
                 ),
                 None => id.clone(),
             };
