@@ -393,6 +393,15 @@ fn missing(
 ) -> Vec<MissingEntry> {
     let rules = res.rules;
     let mut out = Vec::new();
+    // Each host's conversations, as client and as server: the loops below
+    // then look at a host's own flows instead of all flows per host.
+    let mut by_client: hashbrown::HashMap<IpAddr, Vec<usize>> = hashbrown::HashMap::new();
+    let mut by_server: hashbrown::HashMap<IpAddr, Vec<usize>> = hashbrown::HashMap::new();
+    for (i, j) in flows.iter().enumerate() {
+        by_client.entry(j.key.client).or_default().push(i);
+        by_server.entry(j.key.server).or_default().push(i);
+    }
+    let none: Vec<usize> = Vec::new();
     for e in &rules.expectations {
         let erules: Vec<&Rule> = e.rules.iter().map(|&i| &rules.rules[i]).collect();
         let counterpart = erules.iter().fold(RoleSet::EMPTY, |acc, r| match e.side {
@@ -400,17 +409,15 @@ fn missing(
             Side::Responder => acc.union(r.initiator),
             Side::Either => acc.union(r.responder).union(r.initiator),
         });
+        let counter_hosts: Vec<&Host> =
+            res.inv.hosts.iter().filter(|o| res.rules.expand(o.roles).intersects(counterpart)).collect();
         for h in subjects(res, e, seen) {
             if h.roles.intersects(e.unless_also) {
                 continue;
             }
             // Someone else must be able to play the other side.
-            let other_exists = res
-                .inv
-                .hosts
-                .iter()
-                .any(|o: &Host| !o.net.contains(&h.addr) && res.rules.expand(o.roles).intersects(counterpart))
-                || counterpart.contains(Role::External);
+            let other_exists =
+                counter_hosts.iter().any(|o| !o.net.contains(&h.addr)) || counterpart.contains(Role::External);
             if !other_exists {
                 continue;
             }
@@ -419,8 +426,19 @@ fn missing(
                 Side::Responder => j.key.server == h.addr,
                 Side::Either => j.key.client == h.addr || j.key.server == h.addr,
             };
-            let matching: Vec<&Judged> = flows
-                .iter()
+            let as_client = by_client.get(&h.addr).unwrap_or(&none);
+            let as_server = by_server.get(&h.addr).unwrap_or(&none);
+            let mine: Vec<&Judged> = match e.side {
+                Side::Initiator => as_client.iter().map(|&i| &flows[i]).collect(),
+                Side::Responder => as_server.iter().map(|&i| &flows[i]).collect(),
+                Side::Either => as_client
+                    .iter()
+                    .map(|&i| &flows[i])
+                    .chain(as_server.iter().map(|&i| &flows[i]).filter(|j| j.key.client != h.addr))
+                    .collect(),
+            };
+            let matching: Vec<&Judged> = mine
+                .into_iter()
                 .filter(|j| {
                     involved(j, e.side)
                         && erules.iter().any(|r| {
@@ -435,7 +453,7 @@ fn missing(
             }
             let unanswered: u64 = matching.iter().map(|j| j.stats.outcome(Outcome::Unanswered)).sum();
             let refused: u64 = matching.iter().map(|j| j.stats.outcome(Outcome::Refused)).sum();
-            let explained = flows.iter().any(|j| {
+            let explained = as_client.iter().map(|&i| &flows[i]).any(|j| {
                 j.key.client == h.addr
                     && e.explained_by.iter().any(|&i| {
                         let r = &rules.rules[i];

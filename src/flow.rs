@@ -564,7 +564,12 @@ fn inspect(c: &mut Conn, p: &Packet<'_>) {
                 }
                 Inspect::NeedMore if p.transport == Transport::Udp => c.hello = Hello::Done(TlsSeen::TlsUnparsed),
                 Inspect::NeedMore => {
-                    let mut buf = Vec::with_capacity((p.payload.len() * 2).min(MAX_HELLO_BYTES));
+                    // Size the buffer for the whole first record at once.
+                    let want = match *p.payload {
+                        [0x16, 3, _, hi, lo, ..] => 5 + u16::from_be_bytes([hi, lo]) as usize,
+                        _ => p.payload.len() * 2,
+                    };
+                    let mut buf = Vec::with_capacity(want.clamp(p.payload.len(), MAX_HELLO_BYTES));
                     buf.extend_from_slice(p.payload);
                     c.next_seq = c.next_seq.wrapping_add(p.payload.len() as u32);
                     c.hello = Hello::Buffering { buf, segments: 1 };
@@ -586,6 +591,12 @@ fn inspect(c: &mut Conn, p: &Packet<'_>) {
             buf.extend_from_slice(p.payload);
             *segments += 1;
             c.next_seq = c.next_seq.wrapping_add(p.payload.len() as u32);
+            // Parse only once the first record is complete.
+            if let [0x16, 3, _, hi, lo, ..] = **buf {
+                if buf.len() < 5 + u16::from_be_bytes([hi, lo]) as usize {
+                    return;
+                }
+            }
             let seen = match tls::inspect_client_hello(buf) {
                 Inspect::Hello(h) => Some(hello_seen(&h)),
                 Inspect::NeedMore => None,
