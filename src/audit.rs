@@ -12,7 +12,7 @@ use std::path::PathBuf;
 
 use crate::capture::{self, End, Frame, Reader};
 use crate::classify::{self, Assessment};
-use crate::conversation::{Conversations, OutOfScope};
+use crate::conversation::{Conversations, KscScope, OutOfScope};
 use crate::decode::{decode, Decoded, Link, Skip, SkipCounts};
 use crate::flow::{ConnRecord, FlowConfig, FlowStats, FlowTable, Ts};
 use crate::inventory::Inventory;
@@ -80,7 +80,7 @@ pub struct AuditResult {
 
 /// The per-packet engine: decoder state, flow table and collector.
 pub struct Engine<'r> {
-    rules: &'r RuleSet,
+    scope: KscScope<'r>,
     pub flows: FlowTable,
     pub convs: Conversations<'r>,
     pub facts: CaptureFacts,
@@ -91,9 +91,9 @@ pub struct Engine<'r> {
 impl<'r> Engine<'r> {
     pub fn new(rules: &'r RuleSet, inventory: Option<&'r Inventory>, flow: FlowConfig, keep_records: bool) -> Self {
         Engine {
-            rules,
+            scope: KscScope { rules, inventory },
             flows: FlowTable::new(flow),
-            convs: Conversations::new(rules, inventory, keep_records),
+            convs: Conversations::new(inventory, keep_records),
             facts: CaptureFacts::default(),
             cached_linktype: 1,
             cached_link: Some(Link::Ethernet),
@@ -119,7 +119,7 @@ impl<'r> Engine<'r> {
             return;
         };
         match decode(link, f.data) {
-            Decoded::Packet(p) => self.flows.update(f.ts, f.wire_len, &p, &self.rules.ksc_ports, &mut self.convs),
+            Decoded::Packet(p) => self.flows.update(f.ts, f.wire_len, &p, &self.scope, &mut self.convs),
             Decoded::LaterFragment(id) => {
                 if !self.flows.update_fragment(f.ts, f.wire_len, &id) {
                     facts.skipped.bump(Skip::OrphanFragment);

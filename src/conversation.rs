@@ -9,7 +9,7 @@
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
-use crate::flow::{ConnRecord, ConnSink, Direction, Outcome, TlsSeen, Ts};
+use crate::flow::{ConnRecord, ConnSink, Direction, Outcome, Scope, TlsSeen, Ts};
 use crate::inventory::Inventory;
 use crate::rules::{Role, RuleSet, Transport};
 use crate::tls::TlsVersion;
@@ -85,7 +85,7 @@ impl ConvStats {
             }
             TlsSeen::TlsUnparsed => self.tls_unparsed += 1,
             TlsSeen::Plaintext => self.plaintext += 1,
-            TlsSeen::NoPayload | TlsSeen::Unknown => {}
+            TlsSeen::NoPayload | TlsSeen::Unknown | TlsSeen::NotInspected => {}
         }
     }
 
@@ -136,9 +136,41 @@ pub struct OutOfScope {
     pub bytes: u64,
 }
 
+/// The KSC scope of a connection, from the table's ports and the inventory
+/// (a [`Scope`] for the flow table; decided once per connection).
+#[derive(Clone, Copy)]
+pub struct KscScope<'r> {
+    pub rules: &'r RuleSet,
+    pub inventory: Option<&'r Inventory>,
+}
+
+impl Scope for KscScope<'_> {
+    #[inline]
+    fn ksc_port(&self, t: Transport, port: u16) -> bool {
+        self.rules.ksc_ports.contains(t, port)
+    }
+
+    /// Ports decide most; an inventory adds flows between two of its hosts
+    /// where the server serves KSC (classify decides the rest; this only
+    /// keeps LAN chatter between workstations out).
+    fn may_be_ksc(&self, client: IpAddr, server: IpAddr, t: Transport, port: u16) -> bool {
+        if self.rules.ksc_ports.contains(t, port) || self.rules.shared_ports.contains(t, port) {
+            return true;
+        }
+        match self.inventory {
+            Some(inv) => {
+                inv.lookup(client).is_some()
+                    && inv
+                        .lookup(server)
+                        .is_some_and(|l| self.rules.expand(l.host.roles).intersects(Role::INFRASTRUCTURE))
+            }
+            None => false,
+        }
+    }
+}
+
 /// Collects finished connections (a [`ConnSink`]).
 pub struct Conversations<'r> {
-    rules: &'r RuleSet,
     inventory: Option<&'r Inventory>,
     pub map: hashbrown::HashMap<ConvKey, ConvStats>,
     pub out_of_scope: OutOfScope,
@@ -150,34 +182,13 @@ pub struct Conversations<'r> {
 }
 
 impl<'r> Conversations<'r> {
-    pub fn new(rules: &'r RuleSet, inventory: Option<&'r Inventory>, keep_records: bool) -> Self {
+    pub fn new(inventory: Option<&'r Inventory>, keep_records: bool) -> Self {
         Conversations {
-            rules,
             inventory,
             map: hashbrown::HashMap::new(),
             out_of_scope: OutOfScope::default(),
             seen_in_networks: BTreeSet::new(),
             records: keep_records.then(Vec::new),
-        }
-    }
-
-    /// May this connection be KSC traffic? Ports decide most; an inventory
-    /// adds flows between two of its hosts (judged later, with roles).
-    fn candidate(&self, r: &ConnRecord) -> bool {
-        let (t, p) = (r.transport, r.server_port);
-        if self.rules.ksc_ports.contains(t, p) || self.rules.shared_ports.contains(t, p) {
-            return true;
-        }
-        // Two inventory hosts, the server one serving KSC (classify decides
-        // the rest; this only keeps LAN chatter between workstations out).
-        match self.inventory {
-            Some(inv) => {
-                inv.lookup(r.client).is_some()
-                    && inv
-                        .lookup(r.server)
-                        .is_some_and(|l| self.rules.expand(l.host.roles).intersects(Role::INFRASTRUCTURE))
-            }
-            None => false,
         }
     }
 
@@ -199,7 +210,7 @@ impl ConnSink for Conversations<'_> {
         if r.packets[1] > 0 {
             self.note_network_member(r.server);
         }
-        if self.candidate(&r) {
+        if r.may_be_ksc {
             let key =
                 ConvKey { client: r.client, server: r.server, transport: r.transport, server_port: r.server_port };
             self.map.entry(key).or_default().add(&r);

@@ -194,7 +194,7 @@ pub struct Packet<'a> {
 }
 
 /// Decodes one captured frame of link type `link`.
-#[inline]
+#[inline(never)]
 pub fn decode(link: Link, frame: &[u8]) -> Decoded<'_> {
     let (ip, vlan) = match link_payload(link, frame) {
         Ok(x) => x,

@@ -17,7 +17,7 @@
 use std::net::{IpAddr, Ipv6Addr};
 
 use crate::decode::{tcp_flags as F, FragId, Packet};
-use crate::rules::{PortSet, Transport};
+use crate::rules::Transport;
 use crate::tls::{self, Inspect, TlsVersion};
 
 /// Capture time in microseconds since the Unix epoch (may be negative).
@@ -50,8 +50,9 @@ impl Default for FlowConfig {
         FlowConfig {
             tcp_idle: 3600 * SEC,
             tcp_handshake_idle: 60 * SEC,
-            tcp_closed_linger: 30 * SEC,
-            udp_idle: 120 * SEC,
+            // Zeek's tcp_close_delay / tcp_reset_delay and udp_inactivity_timeout.
+            tcp_closed_linger: 5 * SEC,
+            udp_idle: 60 * SEC,
             max_flows: 1 << 20,
             max_fragments: 1 << 16,
             fragment_timeout: 30 * SEC,
@@ -119,7 +120,7 @@ pub enum TlsSeen {
     /// No client payload seen.
     NoPayload,
     /// A TLS ClientHello; `version` is the highest the client offered.
-    Hello { version: TlsVersion, sni: Option<Box<str>> },
+    Hello { version: TlsVersion, sni: Option<Box<String>> },
     /// TLS records, but the hello itself was not readable (mid-stream start,
     /// capture cut by the snap length, a gap, an oversized hello).
     TlsUnparsed,
@@ -127,6 +128,8 @@ pub enum TlsSeen {
     Plaintext,
     /// Mid-stream data that is not a TLS record: cannot tell.
     Unknown,
+    /// Not looked at: the connection cannot be KSC traffic.
+    NotInspected,
 }
 
 /// A finished connection.
@@ -146,6 +149,19 @@ pub struct ConnRecord {
     pub direction: Direction,
     pub tls: TlsSeen,
     pub vlan: u16,
+    /// [`Scope::may_be_ksc`] said yes when the connection began.
+    pub may_be_ksc: bool,
+}
+
+/// What the flow table must know of the KSC table and the inventory; asked
+/// once per new connection, never per packet.
+pub trait Scope {
+    /// Is `port` a KSC rule port (then its side is the server of a
+    /// connection seen mid-stream)?
+    fn ksc_port(&self, t: Transport, port: u16) -> bool;
+    /// May this connection be KSC traffic? Only such connections get their
+    /// first payload inspected: the rest is counted, never judged.
+    fn may_be_ksc(&self, client: IpAddr, server: IpAddr, t: Transport, server_port: u16) -> bool;
 }
 
 /// Receives finished connections.
@@ -162,11 +178,14 @@ impl<F: FnMut(ConnRecord)> ConnSink for F {
 /// A 5-tuple with the two endpoints in canonical order, so that both
 /// directions hash to one entry. Addresses are packed as u128 (IPv4 mapped
 /// into ::ffff:0:0/96, RFC 4291 §2.5.5.2): one fixed-width key, no length
-/// prefixes, cheap to hash (`shared/notes/crates.md` §3).
+/// prefixes, cheap to hash (`shared/notes/crates.md` §3). Stored as u64
+/// halves: u128 would align the key to 16 and make it 48 bytes, not 40.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct FlowKey {
-    lo: u128,
-    hi: u128,
+    lo_hi: u64,
+    lo_lo: u64,
+    hi_hi: u64,
+    hi_lo: u64,
     ports: u32,
     proto: u8,
 }
@@ -195,13 +214,27 @@ impl FlowKey {
         let (s, d) = ((pack(p.src), p.sport), (pack(p.dst), p.dport));
         let from_lo = s <= d;
         let ((lo, lp), (hi, hp)) = if from_lo { (s, d) } else { (d, s) };
-        (FlowKey { lo, hi, ports: (lp as u32) << 16 | hp as u32, proto: p.transport as u8 }, from_lo)
+        let key = FlowKey {
+            lo_hi: (lo >> 64) as u64,
+            lo_lo: lo as u64,
+            hi_hi: (hi >> 64) as u64,
+            hi_lo: hi as u64,
+            ports: (lp as u32) << 16 | hp as u32,
+            proto: p.transport as u8,
+        };
+        (key, from_lo)
+    }
+    fn lo(&self) -> u128 {
+        (self.lo_hi as u128) << 64 | self.lo_lo as u128
+    }
+    fn hi(&self) -> u128 {
+        (self.hi_hi as u128) << 64 | self.hi_lo as u128
     }
     fn endpoint(&self, lo: bool) -> (IpAddr, u16) {
         if lo {
-            (unpack(self.lo), (self.ports >> 16) as u16)
+            (unpack(self.lo()), (self.ports >> 16) as u16)
         } else {
-            (unpack(self.hi), self.ports as u16)
+            (unpack(self.hi()), self.ports as u16)
         }
     }
     fn transport(&self) -> Transport {
@@ -228,17 +261,23 @@ const FIN_S: u8 = 8;
 const RST: u8 = 16;
 const REFUSED: u8 = 32; // RST from the server before any SYN-ACK
 const MIDSTREAM: u8 = 64; // first packet was not a SYN/SYN-ACK
+const OUT_OF_SCOPE: u8 = 128; // cannot be KSC traffic: payload not inspected
 
 #[derive(Debug)]
 enum Hello {
     Pending,
     /// Reassembling an in-order ClientHello; `next` is the next expected
     /// client sequence number.
-    Buffering {
-        buf: Vec<u8>,
-        segments: u8,
-    },
+    Buffering(Box<HelloBuf>),
     Done(TlsSeen),
+}
+
+/// The bytes of a ClientHello spanning segments (boxed: rare, and it keeps
+/// [`Conn`] small).
+#[derive(Debug)]
+struct HelloBuf {
+    buf: Vec<u8>,
+    segments: u8,
 }
 
 /// One live connection. Kept small: it is the unit of flow-table memory.
@@ -255,7 +294,8 @@ struct Conn {
     next_seq: u32,
     first_ts: Ts,
     last_ts: Ts,
-    packets: [u64; 2],
+    /// Per direction; u32 is 4 G packets for one connection.
+    packets: [u32; 2],
     bytes: [u64; 2],
     hello: Hello,
 }
@@ -282,19 +322,27 @@ pub struct FlowTable {
     /// First fragment's datagram → its flow, whether its sender is the
     /// `lo` endpoint (the later fragments carry no ports to tell), and when.
     frags: hashbrown::HashMap<FragId, (FlowKey, bool, Ts)>,
+    /// Connections that closed (RST, or FIN both ways), oldest first, with
+    /// the time they may leave: a closed connection leaves the table after
+    /// a short linger instead of waiting for the next sweep, which keeps the
+    /// table — the per-packet working set — to the connections alive.
+    closing: std::collections::VecDeque<(Ts, FlowKey)>,
     last_sweep: Ts,
     pub stats: FlowStats,
 }
 
 /// How often (capture time) the table is swept for idle entries.
 const SWEEP_EVERY: Ts = 10 * SEC;
+/// Entries reserved up front: growing a hash table rehashes every entry.
+const INITIAL_CAPACITY: usize = 1 << 15;
 
 impl FlowTable {
     pub fn new(cfg: FlowConfig) -> FlowTable {
         FlowTable {
             cfg,
-            map: hashbrown::HashMap::with_capacity(1024.min(cfg.max_flows)),
+            map: hashbrown::HashMap::with_capacity(INITIAL_CAPACITY.min(cfg.max_flows)),
             frags: hashbrown::HashMap::new(),
+            closing: std::collections::VecDeque::new(),
             last_sweep: Ts::MIN,
             stats: FlowStats::default(),
         }
@@ -309,12 +357,16 @@ impl FlowTable {
         self.map.is_empty()
     }
 
-    /// Accounts one packet. `ksc_ports` decides the server of a connection
-    /// seen mid-stream. Finished connections go to `sink`.
-    #[inline]
-    pub fn update<S: ConnSink>(&mut self, ts: Ts, wire_len: u32, p: &Packet<'_>, ksc_ports: &PortSet, sink: &mut S) {
+    /// Accounts one packet. `scope` decides the server of a connection seen
+    /// mid-stream and whether its payload is worth a look. Finished
+    /// connections go to `sink`.
+    #[inline(never)]
+    pub fn update<S: ConnSink>(&mut self, ts: Ts, wire_len: u32, p: &Packet<'_>, scope: &impl Scope, sink: &mut S) {
         if ts >= self.last_sweep.saturating_add(SWEEP_EVERY) {
             self.sweep(ts, sink);
+        }
+        while self.closing.front().is_some_and(|(due, _)| *due <= ts) {
+            self.retire_closed(ts, sink);
         }
         let (key, from_lo) = FlowKey::of(p);
         if let Some(id) = p.frag {
@@ -342,13 +394,14 @@ impl FlowTable {
         if self.map.len() >= self.cfg.max_flows && !self.map.contains_key(&key) {
             self.make_room(ts, sink);
         }
-        let c = self.map.entry(key).or_insert_with(|| new_conn(p, from_lo, ts, ksc_ports));
+        let c = self.map.entry(key).or_insert_with(|| new_conn(p, from_lo, ts, scope));
         let from_client = from_lo == c.client_is_lo;
         let dir = if from_client { 0 } else { 1 };
-        c.packets[dir] += 1;
+        c.packets[dir] = c.packets[dir].saturating_add(1);
         c.bytes[dir] += wire_len as u64;
         c.last_ts = ts;
         if p.transport == Transport::Tcp {
+            let was_closed = is_closed(c.state);
             let f = p.flags;
             if from_client {
                 if f & (F::SYN | F::ACK) == F::SYN {
@@ -373,9 +426,12 @@ impl FlowTable {
             if f & F::RST != 0 {
                 c.state |= RST;
             }
+            if !was_closed && is_closed(c.state) {
+                self.closing.push_back((ts + self.cfg.tcp_closed_linger, key));
+            }
         }
         // A payload the snap length cut away entirely tells nothing.
-        if from_client && !p.payload.is_empty() && !matches!(c.hello, Hello::Done(_)) {
+        if from_client && !p.payload.is_empty() && !matches!(c.hello, Hello::Done(_)) && c.state & OUT_OF_SCOPE == 0 {
             inspect(c, p);
         }
     }
@@ -392,7 +448,7 @@ impl FlowTable {
         };
         let from_client = from_lo == c.client_is_lo;
         let dir = if from_client { 0 } else { 1 };
-        c.packets[dir] += 1;
+        c.packets[dir] = c.packets[dir].saturating_add(1);
         c.bytes[dir] += wire_len as u64;
         c.last_ts = ts;
         self.stats.fragments_matched += 1;
@@ -409,6 +465,24 @@ impl FlowTable {
             }
         }
         self.frags.insert(id, (key, from_lo, ts));
+    }
+
+    /// Takes the oldest closed connection off the queue and finishes it if it
+    /// has lingered long enough; one that saw packets since goes back in line.
+    #[cold]
+    fn retire_closed<S: ConnSink>(&mut self, now: Ts, sink: &mut S) {
+        let Some((_, key)) = self.closing.pop_front() else { return };
+        let linger = self.cfg.tcp_closed_linger;
+        match self.map.get(&key) {
+            Some(c) if is_closed(c.state) && now - c.last_ts >= linger => {
+                let c = self.map.remove(&key).expect("present");
+                self.stats.timed_out += 1;
+                sink.closed(record(&key, c));
+            }
+            Some(c) if is_closed(c.state) => self.closing.push_back((c.last_ts + linger, key)),
+            // Gone already (swept, evicted, replaced by a new connection).
+            _ => {}
+        }
     }
 
     /// Finishes every connection idle past its timeout at capture time `now`.
@@ -464,19 +538,26 @@ impl FlowTable {
             sink.closed(record(&k, c));
         }
         self.frags.clear();
+        self.closing.clear();
     }
 }
 
 fn idle_limit(cfg: &FlowConfig, k: &FlowKey, c: &Conn) -> Ts {
     if k.proto != Transport::Tcp as u8 {
         cfg.udp_idle
-    } else if c.state & RST != 0 || c.state & (FIN_C | FIN_S) == FIN_C | FIN_S {
+    } else if is_closed(c.state) {
         cfg.tcp_closed_linger
     } else if c.state & SYN != 0 && c.packets[1] == 0 {
         cfg.tcp_handshake_idle
     } else {
         cfg.tcp_idle
     }
+}
+
+/// RST seen, or FIN from both sides.
+#[inline]
+fn is_closed(state: u8) -> bool {
+    state & RST != 0 || state & (FIN_C | FIN_S) == FIN_C | FIN_S
 }
 
 fn placeholder() -> Conn {
@@ -497,14 +578,14 @@ fn placeholder() -> Conn {
 
 /// Decides who the client is from the first packet of a connection.
 #[inline]
-fn new_conn(p: &Packet<'_>, from_lo: bool, ts: Ts, ksc: &PortSet) -> Conn {
+fn new_conn(p: &Packet<'_>, from_lo: bool, ts: Ts, scope: &impl Scope) -> Conn {
     let (src_is_client, direction, midstream) =
         if p.transport == Transport::Tcp && p.flags & (F::SYN | F::ACK) == F::SYN {
             (true, Direction::Syn, false)
         } else if p.transport == Transport::Tcp && p.flags & (F::SYN | F::ACK) == F::SYN | F::ACK {
             (false, Direction::SynAck, false)
         } else {
-            let (s, d) = (ksc.contains(p.transport, p.sport), ksc.contains(p.transport, p.dport));
+            let (s, d) = (scope.ksc_port(p.transport, p.sport), scope.ksc_port(p.transport, p.dport));
             let (client, how) = if d && !s {
                 (true, Direction::KscPort)
             } else if s && !d {
@@ -518,10 +599,13 @@ fn new_conn(p: &Packet<'_>, from_lo: bool, ts: Ts, ksc: &PortSet) -> Conn {
             };
             (client, how, p.transport == Transport::Tcp)
         };
+    let ((client, server), server_port) =
+        if src_is_client { ((p.src, p.dst), p.dport) } else { ((p.dst, p.src), p.sport) };
+    let in_scope = scope.may_be_ksc(client, server, p.transport, server_port);
     Conn {
         client_is_lo: from_lo == src_is_client,
         direction,
-        state: if midstream { MIDSTREAM } else { 0 },
+        state: if midstream { MIDSTREAM } else { 0 } | if in_scope { 0 } else { OUT_OF_SCOPE },
         vlan: p.vlan,
         isn: 0,
         next_seq: 0,
@@ -572,11 +656,12 @@ fn inspect(c: &mut Conn, p: &Packet<'_>) {
                     let mut buf = Vec::with_capacity(want.clamp(p.payload.len(), MAX_HELLO_BYTES));
                     buf.extend_from_slice(p.payload);
                     c.next_seq = c.next_seq.wrapping_add(p.payload.len() as u32);
-                    c.hello = Hello::Buffering { buf, segments: 1 };
+                    c.hello = Hello::Buffering(Box::new(HelloBuf { buf, segments: 1 }));
                 }
             }
         }
-        Hello::Buffering { buf, segments } => {
+        Hello::Buffering(hb) => {
+            let HelloBuf { buf, segments } = &mut **hb;
             if p.seq != c.next_seq {
                 if seq_before(p.seq, c.next_seq) {
                     return;
@@ -621,7 +706,7 @@ impl TlsSeen {
 }
 
 fn hello_seen(h: &tls::ClientHello<'_>) -> TlsSeen {
-    TlsSeen::Hello { version: h.version, sni: h.sni.map(Box::from) }
+    TlsSeen::Hello { version: h.version, sni: h.sni.map(|s| Box::new(s.to_string())) }
 }
 
 /// RFC 9293 §3.4 sequence comparison (modulo 2^32).
@@ -643,10 +728,11 @@ fn record(k: &FlowKey, c: Conn) -> ConnRecord {
         Outcome::OneWay
     };
     let tls = match c.hello {
+        _ if c.state & OUT_OF_SCOPE != 0 => TlsSeen::NotInspected,
         Hello::Done(t) => t,
         Hello::Pending => TlsSeen::NoPayload,
         // The hello never completed: TLS it is, unreadable.
-        Hello::Buffering { .. } => TlsSeen::TlsUnparsed,
+        Hello::Buffering(_) => TlsSeen::TlsUnparsed,
     };
     ConnRecord {
         client,
@@ -656,12 +742,13 @@ fn record(k: &FlowKey, c: Conn) -> ConnRecord {
         transport: k.transport(),
         first_ts: c.first_ts,
         last_ts: c.last_ts,
-        packets: c.packets,
+        packets: [c.packets[0] as u64, c.packets[1] as u64],
         bytes: c.bytes,
         outcome,
         direction: c.direction,
         tls,
         vlan: c.vlan,
+        may_be_ksc: c.state & OUT_OF_SCOPE == 0,
     }
 }
 
@@ -669,6 +756,7 @@ fn record(k: &FlowKey, c: Conn) -> ConnRecord {
 mod tests {
     use super::*;
     use crate::decode::{decode, Decoded, Link};
+    use crate::rules::PortSet;
     use etherparse::PacketBuilder;
 
     const C: [u8; 4] = [10, 0, 1, 20];
@@ -693,10 +781,22 @@ mod tests {
         v
     }
 
-    fn ksc() -> PortSet {
+    /// TCP 13000 is KSC; everything may be KSC (payloads inspected).
+    struct TestScope(PortSet);
+
+    impl Scope for TestScope {
+        fn ksc_port(&self, t: Transport, port: u16) -> bool {
+            self.0.contains(t, port)
+        }
+        fn may_be_ksc(&self, _: IpAddr, _: IpAddr, _: Transport, _: u16) -> bool {
+            true
+        }
+    }
+
+    fn ksc() -> TestScope {
         let mut p = PortSet::new();
         p.insert(Transport::Tcp, 13000);
-        p
+        TestScope(p)
     }
 
     fn feed(t: &mut FlowTable, out: &mut Vec<ConnRecord>, ts: Ts, frame: &[u8]) {
@@ -792,6 +892,26 @@ mod tests {
         feed(&mut t, &mut out, 0, &v);
         feed(&mut t, &mut out, 200 * SEC, &tcp(C, S, 1, 2, F::SYN, 1, b""));
         assert_eq!(t.stats.timed_out, 1);
+    }
+
+    #[test]
+    fn entries_stay_small() {
+        // The flow table's memory is len × (key + Conn): keep an eye on it.
+        assert_eq!(std::mem::size_of::<FlowKey>(), 40);
+        assert!(std::mem::size_of::<Conn>() <= 80, "{}", std::mem::size_of::<Conn>());
+    }
+
+    #[test]
+    fn closed_connections_leave_after_the_linger() {
+        let mut t = FlowTable::new(FlowConfig::default());
+        let mut out = Vec::new();
+        feed(&mut t, &mut out, 0, &tcp(C, S, 50000, 13000, F::SYN, 100, b""));
+        feed(&mut t, &mut out, 1, &tcp(S, C, 13000, 50000, F::RST | F::ACK, 0, b""));
+        assert_eq!(t.len(), 1);
+        feed(&mut t, &mut out, 6 * SEC, &tcp(C, S, 50001, 13000, F::SYN, 100, b""));
+        assert_eq!(out.len(), 1, "the refused connection left after 5 s");
+        assert_eq!(out[0].outcome, Outcome::Refused);
+        assert_eq!(t.len(), 1);
     }
 
     #[test]

@@ -527,12 +527,13 @@ pub fn write_events(out: &mut dyn Write, rules: &RuleSet, r: &AuditResult, recor
         let j = judged.get(&key);
         let (tls, first_payload) = match &rec.tls {
             TlsSeen::Hello { version, sni } => {
-                (Some(JsonEventTls { version: Some(version.name()), sni: sni.as_deref() }), "tls")
+                (Some(JsonEventTls { version: Some(version.name()), sni: sni.as_deref().map(String::as_str) }), "tls")
             }
             TlsSeen::TlsUnparsed => (Some(JsonEventTls { version: None, sni: None }), "tls"),
             TlsSeen::Plaintext => (None, "plaintext"),
             TlsSeen::NoPayload => (None, "none"),
             TlsSeen::Unknown => (None, "unknown"),
+            TlsSeen::NotInspected => (None, "not_inspected"),
         };
         let ev = JsonEvent {
             client: rec.client.to_string(),
