@@ -283,6 +283,29 @@ fn be32(b: &[u8], at: usize) -> u32 {
     u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
 }
 
+/// The two addresses of a frame, read without decoding it, when that is
+/// certain to give what [`decode`] would: IPv4, and IPv6 whose next header
+/// is TCP, UDP or a fragment header (a routing header would change the
+/// destination). `None`: ask [`decode`]. Used to split connections over
+/// threads before the full decode.
+#[inline]
+pub fn quick_addresses(link: Link, frame: &[u8]) -> Option<(IpAddr, IpAddr)> {
+    let (ip, _) = link_payload(link, frame).ok()?;
+    match ip.first()? >> 4 {
+        4 if ip.len() >= 20 => {
+            let a: [u8; 4] = ip[12..16].try_into().ok()?;
+            let b: [u8; 4] = ip[16..20].try_into().ok()?;
+            Some((IpAddr::from(a), IpAddr::from(b)))
+        }
+        6 if ip.len() >= 40 && matches!(ip[6], 6 | 17 | 44) => {
+            let a: [u8; 16] = ip[8..24].try_into().ok()?;
+            let b: [u8; 16] = ip[24..40].try_into().ok()?;
+            Some((IpAddr::from(a), IpAddr::from(b)))
+        }
+        _ => None,
+    }
+}
+
 /// Decodes from the IP header on.
 #[inline]
 pub fn decode_ip(ip: &[u8], vlan: u16) -> Decoded<'_> {

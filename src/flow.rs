@@ -372,29 +372,38 @@ impl FlowTable {
         if let Some(id) = p.frag {
             self.remember_fragment(id, key, from_lo, ts);
         }
-        let syn_only = p.flags & (F::SYN | F::ACK) == F::SYN;
-
-        // A new SYN on a tuple whose connection is over (or is another
-        // attempt with a new ISN) starts a new connection.
-        if syn_only {
-            if let Some(c) = self.map.get(&key) {
-                let from_client = from_lo == c.client_is_lo;
-                let over = c.state & (RST | FIN_C) != 0 || c.state & (FIN_C | FIN_S) == FIN_C | FIN_S;
-                // A SYN from the server while the client's is unanswered is a
-                // simultaneous open or a split handshake (RFC 9293 §3.5): the
-                // same connection.
-                let new_attempt = (from_client && c.state & SYN != 0 && p.seq != c.isn) || c.state & MIDSTREAM != 0;
-                if over || new_attempt {
-                    let c = self.map.remove(&key).expect("present");
-                    sink.closed(record(&key, c));
-                }
-            }
-        }
-
         if self.map.len() >= self.cfg.max_flows && !self.map.contains_key(&key) {
             self.make_room(ts, sink);
         }
-        let c = self.map.entry(key).or_insert_with(|| new_conn(p, from_lo, ts, scope));
+        let cfg = self.cfg;
+        let c = match self.map.entry(key) {
+            hashbrown::hash_map::Entry::Occupied(o) => {
+                let c = o.get();
+                // Idle past its timeout: the connection is over, whether or
+                // not a sweep came by yet (so results do not depend on when
+                // sweeps run, nor on how connections are split over threads).
+                let stale = ts - c.last_ts > idle_limit(&cfg, &key, c);
+                // A new SYN on a tuple whose connection is over, or another
+                // attempt with a new ISN, starts a new connection. A SYN from
+                // the server while the client's is unanswered is a
+                // simultaneous open or a split handshake (RFC 9293 §3.5).
+                let restart = p.flags & (F::SYN | F::ACK) == F::SYN && {
+                    let from_client = from_lo == c.client_is_lo;
+                    let new_attempt = (from_client && c.state & SYN != 0 && p.seq != c.isn) || c.state & MIDSTREAM != 0;
+                    c.state & (RST | FIN_C) != 0 || is_closed(c.state) || new_attempt
+                };
+                if stale || restart {
+                    self.stats.timed_out += u64::from(stale);
+                    let mut o = o;
+                    let old = o.insert(new_conn(p, from_lo, ts, scope));
+                    sink.closed(record(&key, old));
+                    o.into_mut()
+                } else {
+                    o.into_mut()
+                }
+            }
+            hashbrown::hash_map::Entry::Vacant(v) => v.insert(new_conn(p, from_lo, ts, scope)),
+        };
         let from_client = from_lo == c.client_is_lo;
         let dir = if from_client { 0 } else { 1 };
         c.packets[dir] = c.packets[dir].saturating_add(1);

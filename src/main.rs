@@ -87,6 +87,9 @@ struct Common {
     /// Most connections tracked at once; the longest idle are closed early beyond it.
     #[arg(long, value_name = "N", default_value_t = FlowConfig::default().max_flows)]
     max_flows: usize,
+    /// Threads for the flow work (connections are split by address); default: the cores, at most 4.
+    #[arg(long, value_name = "N")]
+    threads: Option<usize>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -131,6 +134,7 @@ fn audit_config(captures: Vec<PathBuf>, c: &Common) -> AuditConfig {
         },
         filter: c.filter.clone(),
         flow: FlowConfig { max_flows: c.max_flows.max(1), ..FlowConfig::default() },
+        threads: c.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get().min(4))),
         ..AuditConfig::default()
     }
 }

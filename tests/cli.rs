@@ -270,3 +270,43 @@ fn text_report_without_inventory_says_roles_are_inferred() {
     assert!(s.contains("INFERRED from the traffic"), "{s}");
     assert!(s.contains("INSECURE"), "{s}");
 }
+
+#[test]
+fn threads_do_not_change_the_result() {
+    // Connections are split over threads by address; every fixture must
+    // give the same report whatever the number of threads.
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
+    let mut checked = 0;
+    for e in std::fs::read_dir(&dir).unwrap().flatten() {
+        let p = e.path();
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        if !(name.ends_with(".pcap") || name.ends_with(".pcapng")) {
+            continue;
+        }
+        let stem = name.rsplit_once('.').unwrap().0;
+        let inv = dir.join(format!("{stem}.inventory.toml"));
+        let report = |threads: &str| {
+            let mut c = kscflow();
+            c.args(["audit", "--format", "json", "--threads", threads]);
+            if inv.exists() {
+                c.arg("--inventory").arg(&inv);
+            }
+            let o = c.arg(&p).output().unwrap();
+            assert!(matches!(o.status.code(), Some(0) | Some(1)), "{name}: {}", stderr(&o));
+            let mut r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+            // Table housekeeping counters are per-thread sums and depend on
+            // when each table was swept; the results must not.
+            r["capture"]["flow_table"]["peak_flows"] = serde_json::Value::Null;
+            r["capture"]["flow_table"]["timed_out"] = serde_json::Value::Null;
+            r
+        };
+        let (one, three) = (report("1"), report("3"));
+        if one != three {
+            let (a, b) = (one.to_string(), three.to_string());
+            let at = a.bytes().zip(b.bytes()).position(|(x, y)| x != y).unwrap_or(0);
+            panic!("{name}: 1 and 3 threads disagree near …{}…", &a[at.saturating_sub(120)..(at + 80).min(a.len())]);
+        }
+        checked += 1;
+    }
+    assert!(checked >= 20, "{checked}");
+}
