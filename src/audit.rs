@@ -162,6 +162,30 @@ impl<'r> Engine<'r> {
         }
     }
 
+    /// The flow work for a batch of frames already counted in the facts:
+    /// decoded a few ahead, their connections looked up ahead
+    /// ([`FlowTable::prefetch`]), then updated in order.
+    fn process_batch(&mut self, b: &Batch) {
+        for chunk in b.frames.chunks(LOOKAHEAD) {
+            let mut decoded: [Option<Decoded<'_>>; LOOKAHEAD] = [None; LOOKAHEAD];
+            for (slot, &(_, _, linktype, start, len)) in decoded.iter_mut().zip(chunk) {
+                let Some(link) = Link::from_linktype(linktype) else { continue };
+                *slot = Some(decode(link, &b.data[start as usize..(start + len) as usize]));
+            }
+            // Back to back, so the lookups' memory loads overlap.
+            for d in decoded.iter().flatten() {
+                if let Decoded::Packet(p) = d {
+                    self.flows.prefetch(p);
+                }
+            }
+            for (d, &(ts, wire_len, ..)) in decoded.into_iter().zip(chunk) {
+                if let Some(d) = d {
+                    self.on_decoded(ts, wire_len, d);
+                }
+            }
+        }
+    }
+
     /// Folds a worker's results into this engine (both finished).
     fn absorb(&mut self, o: Engine<'_>) {
         for (k, v) in o.convs.map {
@@ -214,13 +238,8 @@ pub fn audit(rules: &RuleSet, inventory: Option<&Inventory>, cfg: &AuditConfig) 
             workers.push(scope.spawn(move || {
                 let mut e = Engine::new(rules, inventory, cfg_flow, keep);
                 for batch in from_main {
-                    for &(ts, wire_len, linktype, start, len) in &batch.frames {
-                        let data = &batch.data[start as usize..(start + len) as usize];
-                        if let Some(link) = Link::from_linktype(linktype) {
-                            // A skip here is counted in this worker's facts.
-                            e.on_decoded(ts, wire_len, decode(link, data));
-                        }
-                    }
+                    // Skips found here are counted in this worker's facts.
+                    e.process_batch(&batch);
                     // The main thread may be gone (an error); then drop the batch.
                     let _ = to_main.send(batch);
                 }
@@ -311,16 +330,33 @@ struct Lane {
     batch: Batch,
 }
 
+impl Batch {
+    #[inline]
+    fn push(&mut self, f: &Frame<'_>) {
+        let start = self.data.len() as u32;
+        self.data.extend_from_slice(f.data);
+        self.frames.push((f.ts, f.wire_len, f.linktype, start, f.data.len() as u32));
+    }
+
+    fn clear(&mut self) {
+        self.data.clear();
+        self.frames.clear();
+    }
+}
+
+/// Frames decoded and looked up ahead of their update (see
+/// [`Engine::process_batch`]).
+const LOOKAHEAD: usize = 16;
+/// Frames the reading thread gathers for its own shard before processing.
+const OWN_BATCH: usize = 256;
+
 impl Lane {
     #[inline]
     fn push(&mut self, f: &Frame<'_>) {
-        let start = self.batch.data.len() as u32;
-        self.batch.data.extend_from_slice(f.data);
-        self.batch.frames.push((f.ts, f.wire_len, f.linktype, start, f.data.len() as u32));
+        self.batch.push(f);
         if self.batch.frames.len() == BATCH_FRAMES {
             let mut next = self.spare.try_recv().unwrap_or_default();
-            next.data.clear();
-            next.frames.clear();
+            next.clear();
             let full = std::mem::replace(&mut self.batch, next);
             let _ = self.to_worker.send(full);
         }
@@ -364,6 +400,8 @@ fn read_files(
 ) -> Result<(), crate::Error> {
     let total: u64 = cfg.files.iter().filter_map(|p| std::fs::metadata(p).ok()).map(|m| m.len()).sum();
     let mut done_bytes = 0u64;
+    // The reading thread's own shard, processed a batch at a time.
+    let mut own = Batch::default();
     for path in &cfg.files {
         let mut ff = FileFacts { path: path.clone(), ..Default::default() };
         let before = (engine.facts.packets, engine.facts.bytes);
@@ -378,27 +416,19 @@ fn read_files(
                 }
             }
             approx += 16 + f.data.len() as u64;
-            if threads == 1 {
-                if let Some(d) = engine.account_and_decode(&f) {
-                    engine.on_decoded(f.ts, f.wire_len, d);
-                }
-            } else if let Some(link) = engine.account(&f) {
+            if let Some(link) = engine.account(&f) {
                 // Route on the addresses alone where that is certain, so the
                 // reading thread decodes only its own shard.
-                let i = match quick_addresses(link, f.data) {
-                    Some((a, b)) => shard_of(a, b, threads),
-                    None => match decode(link, f.data) {
-                        Decoded::Skip(s) => {
-                            engine.facts.skipped.bump(s);
-                            return;
-                        }
-                        d => shard(&d, threads),
-                    },
+                let i = match (threads, quick_addresses(link, f.data)) {
+                    (1, _) => 0,
+                    (_, Some((a, b))) => shard_of(a, b, threads),
+                    (_, None) => shard(&decode(link, f.data), threads),
                 };
                 if i == 0 {
-                    match decode(link, f.data) {
-                        Decoded::Skip(s) => engine.facts.skipped.bump(s),
-                        d => engine.on_decoded(f.ts, f.wire_len, d),
+                    own.push(&f);
+                    if own.frames.len() == OWN_BATCH {
+                        engine.process_batch(&own);
+                        own.clear();
                     }
                 } else {
                     lanes[i - 1].push(&f);
@@ -410,6 +440,8 @@ fn read_files(
                 }
             }
         })?;
+        engine.process_batch(&own);
+        own.clear();
         ff.packets = engine.facts.packets - before.0;
         ff.bytes = engine.facts.bytes - before.1;
         if let End::Broken { packets, message } = end {
