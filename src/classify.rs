@@ -142,12 +142,9 @@ pub fn assess(
     let inv = inventory.or(inferred.as_ref()).expect("one of the two");
     let res = Resolver { rules, inv, declared: inventory.is_some() };
 
-    let mut keys: Vec<&ConvKey> = convs.keys().collect();
-    keys.sort();
-    let mut flows = Vec::with_capacity(keys.len());
+    let mut flows = Vec::new();
     let mut out_of_scope = OutOfScope::default();
-    for key in keys {
-        let stats = &convs[key];
+    for (key, stats) in convs {
         match judge(&res, key, stats) {
             Some(j) => flows.push(j),
             None => {
@@ -157,6 +154,7 @@ pub fn assess(
             }
         }
     }
+    flows.sort_by(|a, b| a.key.cmp(&b.key));
     let missing = missing(&res, &flows, seen_in_networks, duration_secs);
     Assessment { flows, missing, roles_source, inferred, out_of_scope }
 }
@@ -508,9 +506,14 @@ pub fn infer_roles(rules: &RuleSet, convs: &hashbrown::HashMap<ConvKey, ConvStat
         accepts: Vec<(Transport, u16, IpAddr)>,
         opens: Vec<(Transport, u16, IpAddr)>,
     }
-    let mut ev: BTreeMap<IpAddr, Ev> = BTreeMap::new();
+    // Evidence from the KSC ports no other software uses; the shared ports
+    // (443, 8080, the DBMS ports) only confirm roles in pass 2, once the
+    // servers are known (a span port carries far more HTTPS than KSC).
+    let mut ev: hashbrown::HashMap<IpAddr, Ev> = hashbrown::HashMap::new();
     for (k, s) in convs {
-        if !rules.ksc_ports.contains(k.transport, k.server_port) {
+        if !rules.ksc_ports.contains(k.transport, k.server_port)
+            || rules.shared_ports.contains(k.transport, k.server_port)
+        {
             continue;
         }
         let answered = s.outcome(Outcome::Answered) > 0 || k.transport == Transport::Udp;
@@ -577,22 +580,26 @@ pub fn infer_roles(rules: &RuleSet, convs: &hashbrown::HashMap<ConvKey, ConvStat
         {
             r = r.with(SecondaryServer);
         }
-        if e.accepts.iter().any(|(t, p, c)| *t == tcp && [1433, 3306, 5432].contains(p) && is_as(&snapshot, c)) {
-            r = r.with(Dbms);
-        }
-        // A browser opens 8080 on a Web Console server (158534, #9a).
-        if e.opens
-            .iter()
-            .any(|(t, p, d)| *t == tcp && *p == 8080 && snapshot.get(d).is_some_and(|r| r.contains(WebConsole)))
-        {
-            r = r.with(Browser);
-        }
         // A secondary, a DP or a gateway is not also "just" a managed device
         // in the inferred view (the implication adds it back where it holds).
         if r.intersects(RoleSet::of(&[DistributionPoint, ConnectionGateway])) {
             r = RoleSet(r.0 & !RoleSet::of(&[ManagedDevice]).0);
         }
         roles.insert(*a, r);
+    }
+    // The DBMS accepts the AS's database port (158522, #1); a browser opens
+    // 8080 on a Web Console server (158534, #9a).
+    for k in convs.keys() {
+        if k.transport != tcp {
+            continue;
+        }
+        if [1433, 3306, 5432].contains(&k.server_port) && is_as(&snapshot, &k.client) {
+            let r = roles.entry(k.server).or_default();
+            *r = r.with(Dbms);
+        } else if k.server_port == 8080 && snapshot.get(&k.server).is_some_and(|r| r.contains(WebConsole)) {
+            let r = roles.entry(k.client).or_default();
+            *r = r.with(Browser);
+        }
     }
     let hosts = roles
         .into_iter()
