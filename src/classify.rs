@@ -154,7 +154,7 @@ pub fn assess(
             }
         }
     }
-    flows.sort_by(|a, b| a.key.cmp(&b.key));
+    flows.sort_by_key(|j| j.key);
     let missing = missing(&res, &flows, seen_in_networks, duration_secs);
     Assessment { flows, missing, roles_source, inferred, out_of_scope }
 }
