@@ -63,7 +63,7 @@ pub struct CaptureFacts {
 impl CaptureFacts {
     pub fn duration_secs(&self) -> u64 {
         match (self.first_ts, self.last_ts) {
-            (Some(a), Some(b)) if b > a => ((b - a) / 1_000_000) as u64,
+            (Some(a), Some(b)) if b > a => ((b as i128 - a as i128) / 1_000_000) as u64,
             _ => 0,
         }
     }

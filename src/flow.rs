@@ -382,7 +382,7 @@ impl FlowTable {
                 // Idle past its timeout: the connection is over, whether or
                 // not a sweep came by yet (so results do not depend on when
                 // sweeps run, nor on how connections are split over threads).
-                let stale = ts - c.last_ts > idle_limit(&cfg, &key, c);
+                let stale = ts.saturating_sub(c.last_ts) > idle_limit(&cfg, &key, c);
                 // A new SYN on a tuple whose connection is over, or another
                 // attempt with a new ISN, starts a new connection. A SYN from
                 // the server while the client's is unanswered is a
@@ -436,7 +436,7 @@ impl FlowTable {
                 c.state |= RST;
             }
             if !was_closed && is_closed(c.state) {
-                self.closing.push_back((ts + self.cfg.tcp_closed_linger, key));
+                self.closing.push_back((ts.saturating_add(self.cfg.tcp_closed_linger), key));
             }
         }
         // A payload the snap length cut away entirely tells nothing.
@@ -477,7 +477,7 @@ impl FlowTable {
 
     fn remember_fragment(&mut self, id: FragId, key: FlowKey, from_lo: bool, ts: Ts) {
         if self.frags.len() >= self.cfg.max_fragments && !self.frags.contains_key(&id) {
-            let limit = ts - self.cfg.fragment_timeout;
+            let limit = ts.saturating_sub(self.cfg.fragment_timeout);
             self.frags.retain(|_, (_, _, t)| *t >= limit);
             if self.frags.len() >= self.cfg.max_fragments {
                 self.stats.fragments_dropped += 1;
@@ -494,12 +494,12 @@ impl FlowTable {
         let Some((_, key)) = self.closing.pop_front() else { return };
         let linger = self.cfg.tcp_closed_linger;
         match self.map.get(&key) {
-            Some(c) if is_closed(c.state) && now - c.last_ts >= linger => {
+            Some(c) if is_closed(c.state) && now.saturating_sub(c.last_ts) >= linger => {
                 let c = self.map.remove(&key).expect("present");
                 self.stats.timed_out += 1;
                 sink.closed(record(&key, c));
             }
-            Some(c) if is_closed(c.state) => self.closing.push_back((c.last_ts + linger, key)),
+            Some(c) if is_closed(c.state) => self.closing.push_back((c.last_ts.saturating_add(linger), key)),
             // Gone already (swept, evicted, replaced by a new connection).
             _ => {}
         }
@@ -511,7 +511,7 @@ impl FlowTable {
         let cfg = self.cfg;
         let mut timed_out = 0;
         self.map.retain(|k, c| {
-            if now - c.last_ts > idle_limit(&cfg, k, c) {
+            if now.saturating_sub(c.last_ts) > idle_limit(&cfg, k, c) {
                 timed_out += 1;
                 sink.closed(record(k, std::mem::replace(c, placeholder())));
                 false
@@ -520,7 +520,7 @@ impl FlowTable {
             }
         });
         self.stats.timed_out += timed_out;
-        let limit = now - cfg.fragment_timeout;
+        let limit = now.saturating_sub(cfg.fragment_timeout);
         self.frags.retain(|_, (_, _, t)| *t >= limit);
         self.stats.peak_flows = self.stats.peak_flows.max(self.map.len() as u64);
     }

@@ -88,7 +88,7 @@ pub fn read(path: &Path, on: &mut dyn FnMut(Frame<'_>)) -> Result<End, crate::Er
                             return Ok(End::Broken { packets, message: msg });
                         };
                         let units = (epb.ts_high as u64) << 32 | epb.ts_low as u64;
-                        let ts = to_micros(units, ifc.resolution) + ifc.offset.saturating_mul(1_000_000);
+                        let ts = to_micros(units, ifc.resolution).saturating_add(ifc.offset.saturating_mul(1_000_000));
                         let data = &epb.data[..(epb.caplen as usize).min(epb.data.len())];
                         on(Frame { ts, wire_len: epb.origlen.max(epb.caplen), linktype: ifc.linktype, data });
                         packets += 1;
