@@ -196,6 +196,7 @@ impl<'r> Engine<'r> {
         a.packets += b.packets;
         a.bytes += b.bytes;
         self.convs.seen_in_networks.extend(o.convs.seen_in_networks);
+        self.convs.broadcast.extend(o.convs.broadcast);
         if let (Some(mine), Some(theirs)) = (&mut self.convs.records, o.convs.records) {
             mine.extend(theirs);
         }
@@ -300,6 +301,7 @@ pub fn audit(rules: &RuleSet, inventory: Option<&Inventory>, cfg: &AuditConfig) 
         inventory,
         &engine.convs.map,
         &engine.convs.seen_in_networks,
+        &engine.convs.broadcast,
         engine.facts.duration_secs(),
     );
     Ok(AuditResult {
@@ -320,6 +322,8 @@ struct Batch {
 
 /// Frames per batch handed to a worker.
 const BATCH_FRAMES: usize = 2048;
+/// Bytes per batch at most (big offloaded frames fill a batch sooner).
+const BATCH_BYTES: usize = 4 << 20;
 /// Batches queued per worker before the reader waits (bounded memory).
 const BATCHES_IN_FLIGHT: usize = 8;
 
@@ -354,7 +358,7 @@ impl Lane {
     #[inline]
     fn push(&mut self, f: &Frame<'_>) {
         self.batch.push(f);
-        if self.batch.frames.len() == BATCH_FRAMES {
+        if self.batch.frames.len() == BATCH_FRAMES || self.batch.data.len() >= BATCH_BYTES {
             let mut next = self.spare.try_recv().unwrap_or_default();
             next.clear();
             let full = std::mem::replace(&mut self.batch, next);

@@ -133,6 +133,7 @@ pub fn assess(
     inventory: Option<&Inventory>,
     convs: &hashbrown::HashMap<ConvKey, ConvStats>,
     seen_in_networks: &std::collections::BTreeSet<IpAddr>,
+    l2_broadcast: &std::collections::BTreeSet<IpAddr>,
     duration_secs: u64,
 ) -> Assessment {
     let (inferred, roles_source) = match inventory {
@@ -140,7 +141,7 @@ pub fn assess(
         None => (Some(infer_roles(rules, convs)), RolesSource::Inferred),
     };
     let inv = inventory.or(inferred.as_ref()).expect("one of the two");
-    let res = Resolver { rules, inv, declared: inventory.is_some() };
+    let res = Resolver { rules, inv, declared: inventory.is_some(), l2_broadcast };
 
     let mut flows = Vec::new();
     let mut out_of_scope = OutOfScope::default();
@@ -164,6 +165,8 @@ struct Resolver<'a> {
     inv: &'a Inventory,
     /// The inventory was given by the user (not inferred).
     declared: bool,
+    /// Addresses seen as link-layer broadcast destinations.
+    l2_broadcast: &'a std::collections::BTreeSet<IpAddr>,
 }
 
 impl Resolver<'_> {
@@ -171,7 +174,9 @@ impl Resolver<'_> {
         let any = RoleSet::EMPTY.with(Role::Any);
         let is_mcast = addr.is_multicast();
         let lookup = self.inv.lookup(addr);
-        let bcast = matches!(addr, IpAddr::V4(v4) if v4.is_broadcast()) || lookup.is_some_and(|l| l.is_broadcast);
+        let bcast = matches!(addr, IpAddr::V4(v4) if v4.is_broadcast())
+            || lookup.is_some_and(|l| l.is_broadcast)
+            || self.l2_broadcast.contains(&addr);
         if is_mcast || bcast {
             let r = if is_mcast { Role::Multicast } else { Role::Broadcast };
             return HostView {
@@ -601,6 +606,11 @@ pub fn infer_roles(rules: &RuleSet, convs: &hashbrown::HashMap<ConvKey, ConvStat
             *r = r.with(Browser);
         }
     }
+    // Only a host that sent something holds a role: a directed broadcast
+    // address (x.x.x.255 without an inventory to say so) only receives.
+    let senders: hashbrown::HashSet<IpAddr> =
+        convs.iter().flat_map(|(k, s)| [Some(k.client), (s.packets[1] > 0).then_some(k.server)]).flatten().collect();
+    roles.retain(|a, _| senders.contains(a));
     let hosts = roles
         .into_iter()
         .filter(|(_, r)| !r.is_empty())

@@ -177,6 +177,8 @@ pub struct Conversations<'r> {
     /// Addresses seen inside inventory networks (CIDR entries): the managed
     /// devices that exist, whether or not they talk KSC.
     pub seen_in_networks: BTreeSet<IpAddr>,
+    /// Servers that were link-layer broadcast destinations (10.0.1.255 …).
+    pub broadcast: BTreeSet<IpAddr>,
     /// Every finished connection, kept only when `--events` asks for them.
     pub records: Option<Vec<ConnRecord>>,
 }
@@ -188,6 +190,7 @@ impl<'r> Conversations<'r> {
             map: hashbrown::HashMap::new(),
             out_of_scope: OutOfScope::default(),
             seen_in_networks: BTreeSet::new(),
+            broadcast: BTreeSet::new(),
             records: keep_records.then(Vec::new),
         }
     }
@@ -206,9 +209,17 @@ impl<'r> Conversations<'r> {
 
 impl ConnSink for Conversations<'_> {
     fn closed(&mut self, r: ConnRecord) {
-        self.note_network_member(r.client);
+        // A client counts as a device of its network when it was answered or
+        // tried KSC: a scan with spoofed sources inside the network must not
+        // invent devices that then go "missing".
+        if r.packets[1] > 0 || r.may_be_ksc {
+            self.note_network_member(r.client);
+        }
         if r.packets[1] > 0 {
             self.note_network_member(r.server);
+        }
+        if r.to_broadcast {
+            self.broadcast.insert(r.server);
         }
         if r.may_be_ksc {
             let key =

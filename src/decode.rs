@@ -189,6 +189,10 @@ pub struct Packet<'a> {
     pub payload_len: u32,
     /// Outer VLAN id, 0 when untagged.
     pub vlan: u16,
+    /// Sent to the link-layer broadcast address (Ethernet ff:ff:ff:ff:ff:ff,
+    /// or a Linux cooked "broadcast" packet type): how a directed IP
+    /// broadcast such as 10.0.1.255 is recognised without an inventory.
+    pub l2_broadcast: bool,
     /// Set on a first fragment: later fragments carry this identity.
     pub frag: Option<FragId>,
 }
@@ -200,7 +204,17 @@ pub fn decode(link: Link, frame: &[u8]) -> Decoded<'_> {
         Ok(x) => x,
         Err(s) => return Decoded::Skip(s),
     };
-    decode_ip(ip, vlan)
+    let mut d = decode_ip(ip, vlan);
+    if let Decoded::Packet(p) = &mut d {
+        p.l2_broadcast = match link {
+            Link::Ethernet => frame.get(..6) == Some(&[0xff; 6]),
+            // packet type 1: "sent to us by somebody else as a broadcast"
+            Link::LinuxSll => frame.get(..2) == Some(&[0, 1]),
+            Link::LinuxSll2 => frame.get(10) == Some(&1),
+            Link::RawIp | Link::Null => false,
+        };
+    }
+    d
 }
 
 /// Strips the link layer: the IP bytes and the outer VLAN id.
@@ -297,7 +311,8 @@ pub fn quick_addresses(link: Link, frame: &[u8]) -> Option<(IpAddr, IpAddr)> {
             let b: [u8; 4] = ip[16..20].try_into().ok()?;
             Some((IpAddr::from(a), IpAddr::from(b)))
         }
-        6 if ip.len() >= 40 && matches!(ip[6], 6 | 17 | 44) => {
+        // A fragment header counts only when TCP/UDP follows it directly.
+        6 if ip.len() >= 48 && (matches!(ip[6], 6 | 17) || ip[6] == 44 && matches!(ip[40], 6 | 17)) => {
             let a: [u8; 16] = ip[8..24].try_into().ok()?;
             let b: [u8; 16] = ip[24..40].try_into().ok()?;
             Some((IpAddr::from(a), IpAddr::from(b)))
@@ -338,13 +353,23 @@ pub fn decode_ip(ip: &[u8], vlan: u16) -> Decoded<'_> {
             let src = IpAddr::V6(Ipv6Addr::from(h.source()));
             let mut dst = IpAddr::V6(Ipv6Addr::from(h.destination()));
             let mut frag = None;
+            let mut after_fragment = false;
             for ext in v6.extensions().clone().into_iter() {
                 match ext {
                     etherparse::Ipv6ExtensionSlice::Fragment(fh) => {
-                        let first = fh.fragment_offset().value() == 0;
-                        frag = Some((fh.identification(), first));
+                        after_fragment = true;
+                        // An atomic fragment (offset 0, M=0; RFC 6946) is a
+                        // whole packet.
+                        let off = fh.fragment_offset().value();
+                        if fh.more_fragments() || off != 0 {
+                            frag = Some((fh.identification(), off == 0));
+                        }
                     }
-                    etherparse::Ipv6ExtensionSlice::Routing(rh) => {
+                    // Only a routing header before the fragment header is
+                    // read (RFC 8200 §4.1 order): what follows a fragment
+                    // header is in the first fragment alone, and every
+                    // fragment must get the same addresses.
+                    etherparse::Ipv6ExtensionSlice::Routing(rh) if !after_fragment => {
                         if let Some(last) = routing_final_destination(rh.slice()) {
                             dst = IpAddr::V6(last);
                         }
@@ -352,7 +377,13 @@ pub fn decode_ip(ip: &[u8], vlan: u16) -> Decoded<'_> {
                     _ => {}
                 }
             }
-            (src, dst, frag.map(|(id, first)| (FragId { src, dst, id, proto }, first)))
+            // RFC 8200 §4.5: a packet being reassembled is identified by
+            // source, destination and identification (no protocol: what
+            // etherparse reads past a later fragment's header is data).
+            if let Some((id, false)) = frag {
+                return Decoded::LaterFragment(FragId { src, dst, id, proto: 0 });
+            }
+            (src, dst, frag.map(|(id, first)| (FragId { src, dst, id, proto: 0 }, first)))
         }
     };
     let Some(transport) = Transport::from_ip_number(proto) else {
@@ -422,6 +453,7 @@ pub fn decode_ip(ip: &[u8], vlan: u16) -> Decoded<'_> {
         payload,
         payload_len: payload_len as u32,
         vlan,
+        l2_broadcast: false,
         frag: frag_id,
     })
 }
@@ -614,6 +646,62 @@ mod tests {
         let pk = packet(decode(Link::RawIp, &p));
         assert_eq!(pk.dst, IpAddr::from(final_dst));
         assert_eq!(pk.dport, 13000);
+    }
+
+    /// An IPv6 UDP packet whose extension chain is `exts` (raw bytes, the
+    /// first next-header given) before an 8-byte UDP header to port 15000.
+    fn v6_with(first_next: u8, exts: &[u8], udp_payload: &[u8]) -> Vec<u8> {
+        let mut v = vec![0x60, 0, 0, 0];
+        v.extend_from_slice(&((exts.len() + 8 + udp_payload.len()) as u16).to_be_bytes());
+        v.extend_from_slice(&[first_next, 64]);
+        v.extend_from_slice(&[0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+        v.extend_from_slice(&[0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
+        v.extend_from_slice(exts);
+        v.extend_from_slice(&[0x9c, 0x40, 0x3a, 0x98, 0, 8 + udp_payload.len() as u8, 0, 0]);
+        v.extend_from_slice(udp_payload);
+        v
+    }
+
+    #[test]
+    fn regression_ipv6_fragment_details() {
+        // Found by review. An atomic fragment (offset 0, M=0) is a whole packet.
+        let atomic = v6_with(44, &[17, 0, 0, 0, 0, 0, 0, 7], b"x");
+        match decode(Link::RawIp, &atomic) {
+            Decoded::Packet(p) => assert!(p.frag.is_none() && p.dport == 15000),
+            other => panic!("{other:?}"),
+        }
+        // A later fragment whose fragment header names Destination Options
+        // (only the first fragment holds them) is still a later fragment.
+        let later = v6_with(44, &[60, 0, 0, 16, 0, 0, 0, 7], b"");
+        match decode(Link::RawIp, &later) {
+            Decoded::LaterFragment(id) => assert_eq!((id.id, id.proto), (7, 0)),
+            other => panic!("{other:?}"),
+        }
+        // A routing header after the fragment header does not change the
+        // destination (the later fragments could not see it).
+        let mut rh = vec![44, 2, 0, 1, 0, 0, 0, 0];
+        rh.extend_from_slice(&[0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9]);
+        let mut exts = vec![43, 0, 0, 1, 0, 0, 0, 7]; // fragment header: next RH, offset 0, M=1
+        exts.extend_from_slice(&rh[..]);
+        exts[8] = 17; // RH next header: UDP
+        let first = v6_with(44, &exts, b"x");
+        match decode(Link::RawIp, &first) {
+            Decoded::Packet(p) => assert_eq!(p.dst, "2001:db8::2".parse::<IpAddr>().unwrap()),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(quick_addresses(Link::RawIp, &first), None, "not certain: ask decode");
+    }
+
+    #[test]
+    fn ethernet_broadcast_is_marked() {
+        let mut v = Vec::new();
+        PacketBuilder::ethernet2([1; 6], [0xff; 6])
+            .ipv4([10, 0, 1, 21], [10, 0, 1, 255], 64)
+            .udp(40000, 15000)
+            .write(&mut v, b"x")
+            .unwrap();
+        assert!(packet(decode(Link::Ethernet, &v)).l2_broadcast);
+        assert!(!packet(decode(Link::Ethernet, &eth_tcp_v4(b"", true))).l2_broadcast);
     }
 
     #[test]

@@ -149,6 +149,8 @@ pub struct ConnRecord {
     pub direction: Direction,
     pub tls: TlsSeen,
     pub vlan: u16,
+    /// The client sent to the link-layer broadcast address.
+    pub to_broadcast: bool,
     /// [`Scope::may_be_ksc`] said yes when the connection began.
     pub may_be_ksc: bool,
 }
@@ -286,6 +288,8 @@ struct Conn {
     client_is_lo: bool,
     direction: Direction,
     state: u8,
+    /// The client sent to the link-layer broadcast address.
+    to_broadcast: bool,
     vlan: u16,
     /// The client's initial sequence number: a SYN with another one is a
     /// new attempt, not a retransmission.
@@ -327,6 +331,8 @@ pub struct FlowTable {
     /// a short linger instead of waiting for the next sweep, which keeps the
     /// table — the per-packet working set — to the connections alive.
     closing: std::collections::VecDeque<(Ts, FlowKey)>,
+    /// When the full fragment table was last purged.
+    frags_purged: Ts,
     last_sweep: Ts,
     pub stats: FlowStats,
 }
@@ -343,6 +349,7 @@ impl FlowTable {
             map: hashbrown::HashMap::with_capacity(INITIAL_CAPACITY.min(cfg.max_flows)),
             frags: hashbrown::HashMap::new(),
             closing: std::collections::VecDeque::new(),
+            frags_purged: Ts::MIN,
             last_sweep: Ts::MIN,
             stats: FlowStats::default(),
         }
@@ -408,7 +415,10 @@ impl FlowTable {
         let dir = if from_client { 0 } else { 1 };
         c.packets[dir] = c.packets[dir].saturating_add(1);
         c.bytes[dir] += wire_len as u64;
-        c.last_ts = ts;
+        // Never backwards: a packet without a timestamp (pcapng simple
+        // block) or out of order must not make a live connection look idle.
+        c.last_ts = c.last_ts.max(ts);
+        c.to_broadcast |= from_client && p.l2_broadcast;
         if p.transport == Transport::Tcp {
             let was_closed = is_closed(c.state);
             let f = p.flags;
@@ -443,6 +453,12 @@ impl FlowTable {
         if from_client && !p.payload.is_empty() && !matches!(c.hello, Hello::Done(_)) && c.state & OUT_OF_SCOPE == 0 {
             inspect(c, p);
         }
+        if self.closing.len() > 2 * self.map.len() + 1024 {
+            // Out-of-order time kept the front from coming due: drop the
+            // entries whose connection is gone (the queue stays bounded).
+            let map = &self.map;
+            self.closing.retain(|(_, k)| map.get(k).is_some_and(|c| is_closed(c.state)));
+        }
     }
 
     /// Looks the packet's connection up without changing anything, so that
@@ -470,15 +486,20 @@ impl FlowTable {
         let dir = if from_client { 0 } else { 1 };
         c.packets[dir] = c.packets[dir].saturating_add(1);
         c.bytes[dir] += wire_len as u64;
-        c.last_ts = ts;
+        c.last_ts = c.last_ts.max(ts);
         self.stats.fragments_matched += 1;
         true
     }
 
     fn remember_fragment(&mut self, id: FragId, key: FlowKey, from_lo: bool, ts: Ts) {
         if self.frags.len() >= self.cfg.max_fragments && !self.frags.contains_key(&id) {
-            let limit = ts.saturating_sub(self.cfg.fragment_timeout);
-            self.frags.retain(|_, (_, _, t)| *t >= limit);
+            // Full: purge expired identities, at most once a second of
+            // capture time (a flood must not buy a full scan per packet).
+            if ts >= self.frags_purged.saturating_add(SEC) {
+                self.frags_purged = ts;
+                let limit = ts.saturating_sub(self.cfg.fragment_timeout);
+                self.frags.retain(|_, (_, _, t)| *t >= limit);
+            }
             if self.frags.len() >= self.cfg.max_fragments {
                 self.stats.fragments_dropped += 1;
                 return;
@@ -494,9 +515,8 @@ impl FlowTable {
         let Some((_, key)) = self.closing.pop_front() else { return };
         let linger = self.cfg.tcp_closed_linger;
         match self.map.get(&key) {
-            Some(c) if is_closed(c.state) && now.saturating_sub(c.last_ts) >= linger => {
+            Some(c) if is_closed(c.state) && c.last_ts.saturating_add(linger) <= now => {
                 let c = self.map.remove(&key).expect("present");
-                self.stats.timed_out += 1;
                 sink.closed(record(&key, c));
             }
             Some(c) if is_closed(c.state) => self.closing.push_back((c.last_ts.saturating_add(linger), key)),
@@ -512,7 +532,7 @@ impl FlowTable {
         let mut timed_out = 0;
         self.map.retain(|k, c| {
             if now.saturating_sub(c.last_ts) > idle_limit(&cfg, k, c) {
-                timed_out += 1;
+                timed_out += u64::from(!is_closed(c.state));
                 sink.closed(record(k, std::mem::replace(c, placeholder())));
                 false
             } else {
@@ -585,6 +605,7 @@ fn placeholder() -> Conn {
         client_is_lo: true,
         direction: Direction::FirstPacket,
         state: 0,
+        to_broadcast: false,
         vlan: 0,
         isn: 0,
         next_seq: 0,
@@ -626,6 +647,7 @@ fn new_conn(p: &Packet<'_>, from_lo: bool, ts: Ts, scope: &impl Scope) -> Conn {
         client_is_lo: from_lo == src_is_client,
         direction,
         state: if midstream { MIDSTREAM } else { 0 } | if in_scope { 0 } else { OUT_OF_SCOPE },
+        to_broadcast: false,
         vlan: p.vlan,
         isn: 0,
         next_seq: 0,
@@ -673,7 +695,13 @@ fn inspect(c: &mut Conn, p: &Packet<'_>) {
                         [0x16, 3, _, hi, lo, ..] => 5 + u16::from_be_bytes([hi, lo]) as usize,
                         _ => p.payload.len() * 2,
                     };
-                    let mut buf = Vec::with_capacity(want.clamp(p.payload.len(), MAX_HELLO_BYTES));
+                    if p.payload.len() >= MAX_HELLO_BYTES {
+                        // A first segment this large (offload, loopback) that
+                        // still holds no complete hello: past our bound.
+                        c.hello = Hello::Done(TlsSeen::TlsUnparsed);
+                        return;
+                    }
+                    let mut buf = Vec::with_capacity(want.min(MAX_HELLO_BYTES).max(p.payload.len()));
                     buf.extend_from_slice(p.payload);
                     c.next_seq = c.next_seq.wrapping_add(p.payload.len() as u32);
                     c.hello = Hello::Buffering(Box::new(HelloBuf { buf, segments: 1 }));
@@ -768,6 +796,7 @@ fn record(k: &FlowKey, c: Conn) -> ConnRecord {
         direction: c.direction,
         tls,
         vlan: c.vlan,
+        to_broadcast: c.to_broadcast,
         may_be_ksc: c.state & OUT_OF_SCOPE == 0,
     }
 }
@@ -932,6 +961,37 @@ mod tests {
         assert_eq!(out.len(), 1, "the refused connection left after 5 s");
         assert_eq!(out[0].outcome, Outcome::Refused);
         assert_eq!(t.len(), 1);
+    }
+
+    #[test]
+    fn regression_first_segment_over_16k_does_not_panic() {
+        // Found by review: a first client segment above MAX_HELLO_BYTES that
+        // starts like a TLS hello made `clamp(min > max)` panic.
+        let mut t = FlowTable::new(FlowConfig::default());
+        let mut out = Vec::new();
+        let mut big = vec![0u8; 17_000];
+        big[..11].copy_from_slice(&[0x16, 3, 3, 0x48, 0, 1, 1, 0x86, 0xa0, 3, 3]);
+        feed(&mut t, &mut out, 0, &tcp(C, S, 50000, 13000, F::SYN, 100, b""));
+        feed(&mut t, &mut out, 1, &tcp(S, C, 13000, 50000, F::SYN | F::ACK, 900, b""));
+        feed(&mut t, &mut out, 2, &tcp(C, S, 50000, 13000, F::ACK, 101, &big));
+        t.drain(&mut |r| out.push(r));
+        assert_eq!(out[0].tls, TlsSeen::TlsUnparsed);
+    }
+
+    #[test]
+    fn regression_timestamps_at_the_limit_do_not_hang() {
+        // Found by review: a closed connection queued at i64::MAX was put
+        // back in line forever. Readers clamp to TS_LIMIT; both must end.
+        for ts in [crate::capture::TS_LIMIT, Ts::MAX] {
+            let mut t = FlowTable::new(FlowConfig::default());
+            let mut out = Vec::new();
+            feed(&mut t, &mut out, ts, &tcp(C, S, 50000, 13000, F::SYN, 100, b""));
+            feed(&mut t, &mut out, ts, &tcp(S, C, 13000, 50000, F::RST | F::ACK, 0, b""));
+            feed(&mut t, &mut out, ts, &tcp(C, S, 50001, 13000, F::SYN, 100, b""));
+            feed(&mut t, &mut out, ts, &tcp(C, S, 50002, 13000, F::SYN, 100, b""));
+            t.drain(&mut |r| out.push(r));
+            assert_eq!(out.len(), 3);
+        }
     }
 
     #[test]

@@ -55,6 +55,17 @@ fn linktype_name(lt: i32) -> String {
     }
 }
 
+/// Skips that are damage, not merely traffic kscflow has no use for (ARP,
+/// ICMP, link types it does not decode are counted under `skipped` only).
+const DECODE_ERRORS: [Skip; 6] = [
+    Skip::LinkTruncated,
+    Skip::TooManyVlanTags,
+    Skip::MalformedIp,
+    Skip::TruncatedTransport,
+    Skip::MalformedTransport,
+    Skip::OrphanFragment,
+];
+
 #[derive(Serialize)]
 struct JsonReport<'a> {
     kscflow: &'static str,
@@ -91,7 +102,7 @@ struct JsonCapture {
     first_timestamp: Option<String>,
     last_timestamp: Option<String>,
     duration_seconds: u64,
-    /// Packets that gave no flow (sum of `skipped`).
+    /// Damaged packets (malformed or cut headers, orphan fragments).
     decode_errors: u64,
     skipped: BTreeMap<&'static str, u64>,
     /// Packets the capturing system dropped: unknown for files.
@@ -249,7 +260,7 @@ pub fn write_json(out: &mut dyn Write, rules: &RuleSet, inventory: Option<&str>,
             first_timestamp: c.first_ts.map(rfc3339),
             last_timestamp: c.last_ts.map(rfc3339),
             duration_seconds: c.duration_secs(),
-            decode_errors: c.skipped.total(),
+            decode_errors: DECODE_ERRORS.iter().map(|s| c.skipped.get(*s)).sum(),
             skipped: Skip::ALL
                 .iter()
                 .filter(|s| c.skipped.get(**s) > 0)
@@ -392,7 +403,7 @@ pub fn write_text(out: &mut dyn Write, rules: &RuleSet, inventory: Option<&str>,
     let oos = a.out_of_scope.connections + r.capture_out_of_scope.connections;
     writeln!(
         out,
-        "Verdict: {} unexpected, {} insecure, {} missing ({} unconfirmed), {} expected conversation(s); {} out-of-scope connection(s) counted",
+        "Verdict: {} unexpected, {} insecure, {} missing, {} not seen yet (unconfirmed), {} expected conversation(s); {} out-of-scope connection(s) counted",
         n(Verdict::Unexpected),
         n(Verdict::Insecure),
         missing,

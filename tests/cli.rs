@@ -310,3 +310,66 @@ fn threads_do_not_change_the_result() {
     }
     assert!(checked >= 20, "{checked}");
 }
+
+/// Ethernet frames from `src` to `dst` (IPv4), timestamps one second apart.
+fn eth(src: [u8; 4], dst: [u8; 4], dst_mac: [u8; 6], tcp: Option<(u16, u16, u8)>, udp: Option<(u16, u16)>) -> Vec<u8> {
+    let b = etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, src[3]], dst_mac).ipv4(src, dst, 64);
+    let mut v = Vec::new();
+    match (tcp, udp) {
+        (Some((sp, dp, flags)), _) => {
+            let mut t = b.tcp(sp, dp, 1000, 1000);
+            if flags & 2 != 0 {
+                t = t.syn();
+            }
+            if flags & 16 != 0 {
+                t = t.ack(1);
+            }
+            t.write(&mut v, &[]).unwrap();
+        }
+        (None, Some((sp, dp))) => b.udp(sp, dp).write(&mut v, b"hello").unwrap(),
+        _ => unreachable!(),
+    }
+    v
+}
+
+#[test]
+fn agent_broadcast_is_recognised_without_an_inventory() {
+    // Review finding: without an inventory, 10.0.1.255 looked like a host
+    // that accepts UDP 15000. The Ethernet broadcast address says otherwise.
+    let d = tempfile::tempdir().unwrap();
+    let (dev, ksc) = ([10, 0, 1, 21], [10, 0, 0, 10]);
+    let m = [2, 0, 0, 0, 0, 10];
+    let frames = [
+        eth(dev, ksc, m, Some((50000, 13000, 2)), None),
+        eth(ksc, dev, m, Some((13000, 50000, 18)), None),
+        eth(dev, [10, 0, 1, 255], [0xff; 6], None, Some((15000, 15000))),
+    ];
+    let refs: Vec<&[u8]> = frames.iter().map(|f| f.as_slice()).collect();
+    let f = write(d.path(), "bcast.pcap", &pcap(1, &refs));
+    let o = run(&["audit", "--format", "json", f.to_str().unwrap()]);
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let b = r["flows"].as_array().unwrap().iter().find(|f| f["server"] == "10.0.1.255").unwrap();
+    assert_eq!((b["verdict"].as_str(), b["rule"].as_str()), (Some("expected"), Some("agent-bcast")), "{b}");
+}
+
+#[test]
+fn a_spoofed_scan_inside_a_network_invents_no_devices() {
+    // Review finding: any client address inside a managed-device network
+    // became a device that then went "missing".
+    let d = tempfile::tempdir().unwrap();
+    let inv = write(
+        d.path(),
+        "inv.toml",
+        b"[[host]]\nname = \"ksc\"\naddr = \"10.0.0.10\"\nrole = \"administration-server\"\n[[host]]\nname = \"lan\"\naddr = \"10.0.1.0/24\"\nrole = \"managed-device\"\n",
+    );
+    let m = [2, 0, 0, 0, 0, 10];
+    let mut frames = Vec::new();
+    for i in 30..40u8 {
+        frames.push(eth([10, 0, 1, i], [10, 0, 0, 99], m, Some((40000, 445, 2)), None));
+    }
+    let refs: Vec<&[u8]> = frames.iter().map(|f| f.as_slice()).collect();
+    let f = write(d.path(), "scan.pcap", &pcap(1, &refs));
+    let o = run(&["audit", "--format", "json", "--inventory", inv.to_str().unwrap(), f.to_str().unwrap()]);
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(r["missing"].as_array().unwrap().len(), 0, "{}", r["missing"]);
+}

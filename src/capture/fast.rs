@@ -65,7 +65,7 @@ pub fn read(path: &Path, on: &mut dyn FnMut(Frame<'_>)) -> Result<End, crate::Er
                         let frac = if nano { b.ts_usec as i64 / 1000 } else { b.ts_usec as i64 };
                         let data = &b.data[..(b.caplen as usize).min(b.data.len())];
                         on(Frame {
-                            ts: b.ts_sec as i64 * 1_000_000 + frac,
+                            ts: b.ts_sec as i64 * 1_000_000 + frac, // u32 seconds: no overflow
                             wire_len: b.origlen.max(b.caplen),
                             linktype,
                             data,
@@ -88,7 +88,9 @@ pub fn read(path: &Path, on: &mut dyn FnMut(Frame<'_>)) -> Result<End, crate::Er
                             return Ok(End::Broken { packets, message: msg });
                         };
                         let units = (epb.ts_high as u64) << 32 | epb.ts_low as u64;
-                        let ts = to_micros(units, ifc.resolution).saturating_add(ifc.offset.saturating_mul(1_000_000));
+                        let ts = super::sane_ts(
+                            to_micros(units, ifc.resolution).saturating_add(ifc.offset.saturating_mul(1_000_000)),
+                        );
                         let data = &epb.data[..(epb.caplen as usize).min(epb.data.len())];
                         on(Frame { ts, wire_len: epb.origlen.max(epb.caplen), linktype: ifc.linktype, data });
                         packets += 1;
@@ -156,7 +158,7 @@ fn to_micros(units: u64, resolution: u64) -> i64 {
     let secs = units / resolution;
     let rem = units % resolution;
     let micros = (rem as u128 * 1_000_000 / resolution as u128) as i64;
-    (secs as i64).saturating_mul(1_000_000).saturating_add(micros)
+    i64::try_from(secs).unwrap_or(i64::MAX).saturating_mul(1_000_000).saturating_add(micros)
 }
 
 #[cfg(test)]

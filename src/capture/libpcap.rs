@@ -25,7 +25,11 @@ pub fn read(path: &Path, filter: Option<&str>, on: &mut dyn FnMut(Frame<'_>)) ->
                 // over in a signed field, so an invalid fraction >= 2^31 ns
                 // (tcpdump's timestamp_invalid_nano.pcap) must not turn negative.
                 #[allow(clippy::useless_conversion)]
-                let ts = i64::from(p.header.ts.tv_sec) * 1_000_000 + i64::from(p.header.ts.tv_usec as u32) / 1000;
+                let ts = super::sane_ts(
+                    i64::from(p.header.ts.tv_sec)
+                        .saturating_mul(1_000_000)
+                        .saturating_add(i64::from(p.header.ts.tv_usec as u32) / 1000),
+                );
                 on(Frame { ts, wire_len: p.header.len, linktype, data: p.data });
                 n += 1;
             }

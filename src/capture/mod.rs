@@ -17,6 +17,16 @@ use std::path::Path;
 
 use crate::flow::Ts;
 
+/// Timestamps are kept within ±2^60 µs (±36,000 years) of the epoch, so
+/// that no timeout or duration arithmetic can overflow on a forged one.
+pub const TS_LIMIT: crate::flow::Ts = 1 << 60;
+
+/// Clamps a capture timestamp to [`TS_LIMIT`].
+#[inline]
+pub fn sane_ts(ts: crate::flow::Ts) -> crate::flow::Ts {
+    ts.clamp(-TS_LIMIT, TS_LIMIT)
+}
+
 /// One captured frame.
 #[derive(Clone, Copy, Debug)]
 pub struct Frame<'a> {
