@@ -138,7 +138,7 @@ pub fn assess(
 ) -> Assessment {
     let (inferred, roles_source) = match inventory {
         Some(_) => (None, RolesSource::Inventory),
-        None => (Some(infer_roles(rules, convs)), RolesSource::Inferred),
+        None => (Some(infer_roles(rules, convs, l2_broadcast)), RolesSource::Inferred),
     };
     let inv = inventory.or(inferred.as_ref()).expect("one of the two");
     let res = Resolver { rules, inv, declared: inventory.is_some(), l2_broadcast };
@@ -504,7 +504,11 @@ fn missing(
 /// "the host that accepts TCP 13000 from many agents and 13291/13299 is an
 /// AS; one that accepts 13000 and 13295 and multicasts on 15001 is a DP").
 /// Evidence is what a host accepts (answered) and what it opens.
-pub fn infer_roles(rules: &RuleSet, convs: &hashbrown::HashMap<ConvKey, ConvStats>) -> Inventory {
+pub fn infer_roles(
+    rules: &RuleSet,
+    convs: &hashbrown::HashMap<ConvKey, ConvStats>,
+    l2_broadcast: &std::collections::BTreeSet<IpAddr>,
+) -> Inventory {
     use Role::*;
     #[derive(Default)]
     struct Ev {
@@ -555,10 +559,7 @@ pub fn infer_roles(rules: &RuleSet, convs: &hashbrown::HashMap<ConvKey, ConvStat
         if has(&e.opens, tcp, &[13292, 13293, 17100]) {
             r = r.with(MobileDevice);
         }
-        if has(&e.opens, tcp, &[13000, 14000, 17000, 13295])
-            || has(&e.opens, udp, &[13000])
-            || has(&e.accepts, udp, &[15000])
-        {
+        if has(&e.opens, tcp, &[13000, 14000, 17000, 13295]) || has(&e.opens, udp, &[13000]) {
             r = r.with(ManagedDevice);
         }
         roles.insert(*a, r);
@@ -579,6 +580,11 @@ pub fn infer_roles(rules: &RuleSet, convs: &hashbrown::HashMap<ConvKey, ConvStat
             } else {
                 r = r.with(AdministrationServer);
             }
+        }
+        // The AS wakes managed devices on UDP 15000 (158545, #2); agents also
+        // broadcast there, so only a wake-up from a server counts.
+        if e.accepts.iter().any(|(t, p, c)| *t == udp && *p == 15000 && is_as(&snapshot, c)) {
+            r = r.with(ManagedDevice);
         }
         if r.contains(AdministrationServer)
             && e.opens.iter().any(|(t, p, d)| *t == tcp && *p == 13000 && is_as(&snapshot, d))
@@ -606,11 +612,8 @@ pub fn infer_roles(rules: &RuleSet, convs: &hashbrown::HashMap<ConvKey, ConvStat
             *r = r.with(Browser);
         }
     }
-    // Only a host that sent something holds a role: a directed broadcast
-    // address (x.x.x.255 without an inventory to say so) only receives.
-    let senders: hashbrown::HashSet<IpAddr> =
-        convs.iter().flat_map(|(k, s)| [Some(k.client), (s.packets[1] > 0).then_some(k.server)]).flatten().collect();
-    roles.retain(|a, _| senders.contains(a));
+    // A link-layer broadcast destination is no host.
+    roles.retain(|a, _| !l2_broadcast.contains(a));
     let hosts = roles
         .into_iter()
         .filter(|(_, r)| !r.is_empty())
