@@ -3,10 +3,16 @@
 //! the same [`Engine`] from another source.
 //!
 //! ```text
-//!  capture::read_file ─► Engine::on_frame ─► decode ─► FlowTable::update ─► Conversations
-//!        (per file)        (HOT PATH)                    (per packet)         (per connection)
-//!                                                    classify::assess ◄─ finish (once)
+//!  capture::read_file ─► account, route by address ─┬─► Engine (shard 0, this thread)
+//!        (per file)            (per frame)           └─► Engine (shard i, worker i), in batches
+//!  Engine::process_batch ─► decode ─► FlowTable::update ─► Conversations
+//!        (HOT PATH)                      (per packet)        (per connection)
+//!  merge the engines ─► classify::assess (once)
 //! ```
+//!
+//! A connection's packets all reach one shard (a symmetric hash of its two
+//! addresses), so each shard sees whole connections and the merged result
+//! is the same for any number of threads.
 
 use std::net::IpAddr;
 use std::path::PathBuf;

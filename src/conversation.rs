@@ -3,8 +3,10 @@
 //!
 //! This runs once per finished connection, not per packet. It keeps the
 //! conversations that may be KSC traffic (a KSC or shared port, or — with
-//! an inventory — two inventory hosts) and only counts the rest, so its
-//! size follows the KSC deployment, not the span port's chatter.
+//! an inventory — two inventory hosts) and only counts the rest. On the
+//! shared ports (443, 8080, the DBMS ports) that is every conversation until
+//! the roles are known at the end, so without an inventory a span port's
+//! HTTPS is held here too (one entry per client, server and port).
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
