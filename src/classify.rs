@@ -127,7 +127,8 @@ pub struct Assessment {
 }
 
 /// Judges every conversation and lists what is missing.
-/// `duration_secs` is the time the capture covers.
+/// `duration_secs` is the time the capture covers; a missing expectation
+/// is certain only when its answered KSC traffic spans the expected interval.
 pub fn assess(
     rules: &RuleSet,
     inventory: Option<&Inventory>,
@@ -156,7 +157,18 @@ pub fn assess(
         }
     }
     flows.sort_by_key(|j| j.key);
-    let missing = missing(&res, &flows, seen_in_networks, duration_secs);
+    // The time the capture demonstrably covered: from the first to the last
+    // answered KSC conversation (a forged timestamp on a lone packet cannot
+    // stretch it into a verdict), and never more than the capture itself.
+    let answered = flows.iter().filter(|j| j.stats.outcome(Outcome::Answered) > 0);
+    let covered = answered
+        .fold(None, |acc: Option<(i64, i64)>, j| {
+            let (a, b) = (j.stats.first_ts, j.stats.last_ts);
+            Some(acc.map_or((a, b), |(x, y)| (x.min(a), y.max(b))))
+        })
+        .map_or(0, |(a, b)| (b.saturating_sub(a) / 1_000_000).max(0) as u64)
+        .min(duration_secs);
+    let missing = missing(&res, &flows, seen_in_networks, covered);
     Assessment { flows, missing, roles_source, inferred, out_of_scope }
 }
 
@@ -477,12 +489,16 @@ fn missing(
                 let _ = write!(reason, "; it sent a shutdown notice (UDP 13000), which explains its silence");
                 Status::Unconfirmed
             } else if duration_secs >= e.window_secs {
-                let _ = write!(reason, " in {mins} min of capture (expected within {} min)", e.window_secs / 60);
+                let _ = write!(
+                    reason,
+                    " in {mins} min of observed KSC traffic (expected within {} min)",
+                    e.window_secs / 60
+                );
                 Status::Missing
             } else {
                 let _ = write!(
                     reason,
-                    "; not seen yet, window too short: the capture covers {mins} min, {} min are needed to be sure",
+                    "; not seen yet, window too short: the KSC traffic in the capture spans {mins} min, {} min are needed to be sure",
                     e.window_secs / 60
                 );
                 Status::Unconfirmed

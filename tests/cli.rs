@@ -373,3 +373,33 @@ fn a_spoofed_scan_inside_a_network_invents_no_devices() {
     let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(r["missing"].as_array().unwrap().len(), 0, "{}", r["missing"]);
 }
+
+#[test]
+fn a_forged_far_future_timestamp_does_not_make_devices_missing() {
+    // Review finding: one packet with a timestamp years ahead stretched the
+    // capture's duration past 45 minutes, so a device merely not seen yet
+    // became "missing" (exit 1).
+    let d = tempfile::tempdir().unwrap();
+    let inv = write(
+        d.path(),
+        "inv.toml",
+        b"[[host]]\nname = \"ksc\"\naddr = \"10.0.0.10\"\nrole = \"administration-server\"\n[[host]]\nname = \"ws\"\naddr = \"10.0.1.22\"\nrole = \"managed-device\"\n[[host]]\nname = \"ws21\"\naddr = \"10.0.1.21\"\nrole = \"managed-device\"\n",
+    );
+    let m = [2, 0, 0, 0, 0, 10];
+    let frames = [
+        eth([10, 0, 1, 21], [10, 0, 0, 10], m, Some((50000, 13000, 2)), None),
+        eth([10, 0, 0, 10], [10, 0, 1, 21], m, Some((13000, 50000, 18)), None),
+        eth([10, 9, 9, 9], [10, 0, 0, 10], m, Some((50001, 13000, 2)), None),
+    ];
+    let refs: Vec<&[u8]> = frames.iter().map(|f| f.as_slice()).collect();
+    let mut bytes = pcap(1, &refs);
+    // Move the last record's timestamp ten years ahead.
+    let last = bytes.len() - (16 + frames[2].len());
+    let ts = u32::from_le_bytes(bytes[last..last + 4].try_into().unwrap()) + 10 * 365 * 86_400;
+    bytes[last..last + 4].copy_from_slice(&ts.to_le_bytes());
+    let f = write(d.path(), "forged.pcap", &bytes);
+    let o = run(&["audit", "--format", "json", "--inventory", inv.to_str().unwrap(), f.to_str().unwrap()]);
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let ws = r["missing"].as_array().unwrap().iter().find(|m| m["host"] == "10.0.1.22").unwrap();
+    assert_eq!(ws["status"], "unconfirmed", "{ws}");
+}
