@@ -436,11 +436,6 @@ fn missing(
             if !other_exists {
                 continue;
             }
-            let involved = |j: &Judged, side: Side| match side {
-                Side::Initiator => j.key.client == h.addr,
-                Side::Responder => j.key.server == h.addr,
-                Side::Either => j.key.client == h.addr || j.key.server == h.addr,
-            };
             let as_client = by_client.get(&h.addr).unwrap_or(&none);
             let as_server = by_server.get(&h.addr).unwrap_or(&none);
             let mine: Vec<&Judged> = match e.side {
@@ -455,12 +450,7 @@ fn missing(
             let matching: Vec<&Judged> = mine
                 .into_iter()
                 .filter(|j| {
-                    involved(j, e.side)
-                        && erules.iter().any(|r| {
-                            r.transport == j.key.transport
-                                && r.ports.contains(&j.key.server_port)
-                                && fits(r, &j.client, &j.server)
-                        })
+                    erules.iter().any(|r| r.serves(j.key.transport, j.key.server_port) && fits(r, &j.client, &j.server))
                 })
                 .collect();
             if matching.iter().any(|j| j.stats.outcome(Outcome::Answered) > 0) {
@@ -468,13 +458,10 @@ fn missing(
             }
             let unanswered: u64 = matching.iter().map(|j| j.stats.outcome(Outcome::Unanswered)).sum();
             let refused: u64 = matching.iter().map(|j| j.stats.outcome(Outcome::Refused)).sum();
-            let explained = as_client.iter().map(|&i| &flows[i]).any(|j| {
-                j.key.client == h.addr
-                    && e.explained_by.iter().any(|&i| {
-                        let r = &rules.rules[i];
-                        r.transport == j.key.transport && r.ports.contains(&j.key.server_port)
-                    })
-            });
+            let explained = as_client
+                .iter()
+                .map(|&i| &flows[i])
+                .any(|j| e.explained_by.iter().any(|&i| rules.rules[i].serves(j.key.transport, j.key.server_port)));
             let mins = duration_secs / 60;
             let mut reason = format!("{} never managed to {}", h.label(), e.text);
             if unanswered + refused > 0 {

@@ -271,6 +271,11 @@ pub struct Rule {
 }
 
 impl Rule {
+    /// Whether the rule listens on `port` over `t`.
+    pub fn serves(&self, t: Transport, port: u16) -> bool {
+        self.transport == t && self.ports.contains(&port)
+    }
+
     /// Whether `sni` is one of the rule's server names.
     pub fn sni_matches(&self, sni: &str) -> bool {
         let sni = sni.trim_end_matches('.').to_ascii_lowercase();

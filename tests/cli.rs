@@ -332,11 +332,37 @@ fn eth(src: [u8; 4], dst: [u8; 4], dst_mac: [u8; 6], tcp: Option<(u16, u16, u8)>
     v
 }
 
+/// Audits an Ethernet capture made of `frames` (with `inventory` when
+/// given) and returns the JSON report.
+fn audit_frames(frames: &[Vec<u8>], inventory: Option<&str>) -> serde_json::Value {
+    let d = tempfile::tempdir().unwrap();
+    let refs: Vec<&[u8]> = frames.iter().map(|f| f.as_slice()).collect();
+    let f = write(d.path(), "c.pcap", &pcap(1, &refs));
+    audit_file(&f, inventory)
+}
+
+/// Audits `capture` (with `inventory` text when given); the JSON report.
+fn audit_file(capture: &Path, inventory: Option<&str>) -> serde_json::Value {
+    let d = tempfile::tempdir().unwrap();
+    let mut c = kscflow();
+    c.args(["audit", "--format", "json"]);
+    if let Some(text) = inventory {
+        c.arg("--inventory").arg(write(d.path(), "inv.toml", text.as_bytes()));
+    }
+    let o = c.arg(capture).output().unwrap();
+    assert!(matches!(o.status.code(), Some(0) | Some(1)), "{}", stderr(&o));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+/// An inventory: an Administration Server at 10.0.0.10 plus `more`.
+fn inventory_with(more: &str) -> String {
+    format!("[[host]]\nname = \"ksc\"\naddr = \"10.0.0.10\"\nrole = \"administration-server\"\n{more}")
+}
+
 #[test]
 fn agent_broadcast_is_recognised_without_an_inventory() {
     // Review finding: without an inventory, 10.0.1.255 looked like a host
     // that accepts UDP 15000. The Ethernet broadcast address says otherwise.
-    let d = tempfile::tempdir().unwrap();
     let (dev, ksc) = ([10, 0, 1, 21], [10, 0, 0, 10]);
     let m = [2, 0, 0, 0, 0, 10];
     let frames = [
@@ -344,10 +370,7 @@ fn agent_broadcast_is_recognised_without_an_inventory() {
         eth(ksc, dev, m, Some((13000, 50000, 18)), None),
         eth(dev, [10, 0, 1, 255], [0xff; 6], None, Some((15000, 15000))),
     ];
-    let refs: Vec<&[u8]> = frames.iter().map(|f| f.as_slice()).collect();
-    let f = write(d.path(), "bcast.pcap", &pcap(1, &refs));
-    let o = run(&["audit", "--format", "json", f.to_str().unwrap()]);
-    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let r = audit_frames(&frames, None);
     let b = r["flows"].as_array().unwrap().iter().find(|f| f["server"] == "10.0.1.255").unwrap();
     assert_eq!((b["verdict"].as_str(), b["rule"].as_str()), (Some("expected"), Some("agent-bcast")), "{b}");
 }
@@ -356,21 +379,11 @@ fn agent_broadcast_is_recognised_without_an_inventory() {
 fn a_spoofed_scan_inside_a_network_invents_no_devices() {
     // Review finding: any client address inside a managed-device network
     // became a device that then went "missing".
-    let d = tempfile::tempdir().unwrap();
-    let inv = write(
-        d.path(),
-        "inv.toml",
-        b"[[host]]\nname = \"ksc\"\naddr = \"10.0.0.10\"\nrole = \"administration-server\"\n[[host]]\nname = \"lan\"\naddr = \"10.0.1.0/24\"\nrole = \"managed-device\"\n",
-    );
     let m = [2, 0, 0, 0, 0, 10];
-    let mut frames = Vec::new();
-    for i in 30..40u8 {
-        frames.push(eth([10, 0, 1, i], [10, 0, 0, 99], m, Some((40000, 445, 2)), None));
-    }
-    let refs: Vec<&[u8]> = frames.iter().map(|f| f.as_slice()).collect();
-    let f = write(d.path(), "scan.pcap", &pcap(1, &refs));
-    let o = run(&["audit", "--format", "json", "--inventory", inv.to_str().unwrap(), f.to_str().unwrap()]);
-    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let frames: Vec<Vec<u8>> =
+        (30..40u8).map(|i| eth([10, 0, 1, i], [10, 0, 0, 99], m, Some((40000, 445, 2)), None)).collect();
+    let inv = inventory_with("[[host]]\nname = \"lan\"\naddr = \"10.0.1.0/24\"\nrole = \"managed-device\"\n");
+    let r = audit_frames(&frames, Some(&inv));
     assert_eq!(r["missing"].as_array().unwrap().len(), 0, "{}", r["missing"]);
 }
 
@@ -380,10 +393,8 @@ fn a_forged_far_future_timestamp_does_not_make_devices_missing() {
     // capture's duration past 45 minutes, so a device merely not seen yet
     // became "missing" (exit 1).
     let d = tempfile::tempdir().unwrap();
-    let inv = write(
-        d.path(),
-        "inv.toml",
-        b"[[host]]\nname = \"ksc\"\naddr = \"10.0.0.10\"\nrole = \"administration-server\"\n[[host]]\nname = \"ws\"\naddr = \"10.0.1.22\"\nrole = \"managed-device\"\n[[host]]\nname = \"ws21\"\naddr = \"10.0.1.21\"\nrole = \"managed-device\"\n",
+    let inv = inventory_with(
+        "[[host]]\nname = \"ws\"\naddr = \"10.0.1.22\"\nrole = \"managed-device\"\n[[host]]\nname = \"ws21\"\naddr = \"10.0.1.21\"\nrole = \"managed-device\"\n",
     );
     let m = [2, 0, 0, 0, 0, 10];
     let frames = [
@@ -398,8 +409,7 @@ fn a_forged_far_future_timestamp_does_not_make_devices_missing() {
     let ts = u32::from_le_bytes(bytes[last..last + 4].try_into().unwrap()) + 10 * 365 * 86_400;
     bytes[last..last + 4].copy_from_slice(&ts.to_le_bytes());
     let f = write(d.path(), "forged.pcap", &bytes);
-    let o = run(&["audit", "--format", "json", "--inventory", inv.to_str().unwrap(), f.to_str().unwrap()]);
-    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let r = audit_file(&f, Some(&inv));
     let ws = r["missing"].as_array().unwrap().iter().find(|m| m["host"] == "10.0.1.22").unwrap();
     assert_eq!(ws["status"], "unconfirmed", "{ws}");
 }
