@@ -11,7 +11,7 @@
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
-use crate::flow::{ConnRecord, ConnSink, Direction, Outcome, Scope, TlsSeen, Ts};
+use crate::flow::{ConnRecord, ConnSink, Direction, Outcome, Scope, Sni, TlsSeen, Ts};
 use crate::inventory::Inventory;
 use crate::rules::{Role, RuleSet, Transport};
 use crate::tls::TlsVersion;
@@ -48,7 +48,7 @@ pub struct ConvStats {
     pub tls_min: Option<TlsVersion>,
     pub tls_max: Option<TlsVersion>,
     /// First SNI seen.
-    pub sni: Option<String>,
+    pub sni: Option<Sni>,
 }
 
 impl ConvStats {
@@ -82,7 +82,7 @@ impl ConvStats {
                 self.tls_min = Some(self.tls_min.map_or(*version, |m| m.min(*version)));
                 self.tls_max = Some(self.tls_max.map_or(*version, |m| m.max(*version)));
                 if self.sni.is_none() {
-                    self.sni = sni.as_deref().map(String::from);
+                    self.sni = sni.clone();
                 }
             }
             TlsSeen::TlsUnparsed => self.tls_unparsed += 1,

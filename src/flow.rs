@@ -16,9 +16,12 @@
 
 use std::net::{IpAddr, Ipv6Addr};
 
+mod map;
+
 use crate::decode::{tcp_flags as F, FragId, Packet};
 use crate::rules::Transport;
 use crate::tls::{self, Inspect, TlsVersion};
+use map::FlowMap;
 
 /// Capture time in microseconds since the Unix epoch (may be negative).
 pub type Ts = i64;
@@ -120,7 +123,7 @@ pub enum TlsSeen {
     /// No client payload seen.
     NoPayload,
     /// A TLS ClientHello; `version` is the highest the client offered.
-    Hello { version: TlsVersion, sni: Option<Box<String>> },
+    Hello { version: TlsVersion, sni: Option<Sni> },
     /// TLS records, but the hello itself was not readable (mid-stream start,
     /// capture cut by the snap length, a gap, an oversized hello).
     TlsUnparsed,
@@ -131,6 +134,11 @@ pub enum TlsSeen {
     /// Not looked at: the connection cannot be KSC traffic.
     NotInspected,
 }
+
+/// A server name from a ClientHello. Shared: a site's clients name the same
+/// few servers again and again, so each name is allocated once per table
+/// (see [`Hellos`]) and a connection holds a reference to it.
+pub type Sni = std::sync::Arc<str>;
 
 /// A finished connection.
 #[derive(Clone, Debug)]
@@ -268,18 +276,43 @@ const OUT_OF_SCOPE: u8 = 128; // cannot be KSC traffic: payload not inspected
 #[derive(Debug)]
 enum Hello {
     Pending,
-    /// Reassembling an in-order ClientHello; `next` is the next expected
-    /// client sequence number.
-    Buffering(Box<HelloBuf>),
+    /// Reassembling an in-order ClientHello (`Conn::next_seq` is the next
+    /// client sequence number expected). The buffer comes from the table's
+    /// pool and goes back to it; its length and address live in the slot,
+    /// so reaching it is one memory load, not two.
+    Buffering(Vec<u8>),
     Done(TlsSeen),
 }
 
-/// The bytes of a ClientHello spanning segments (boxed: rare, and it keeps
-/// [`Conn`] small).
-#[derive(Debug)]
-struct HelloBuf {
-    buf: Vec<u8>,
-    segments: u8,
+/// What the table keeps for reading ClientHellos: spare reassembly buffers,
+/// and the server names seen, each allocated once.
+#[derive(Default)]
+struct Hellos {
+    /// Reused last-freed first: those are the ones still in cache.
+    pool: Vec<Vec<u8>>,
+    names: hashbrown::HashSet<Sni>,
+}
+
+/// Spare hello buffers kept (16 KiB each at most).
+const HELLO_POOL: usize = 256;
+/// Distinct server names shared; past this (a flood of made-up names) each
+/// connection gets its own copy, so the set stays bounded.
+const SNI_NAMES: usize = 4096;
+
+impl Hellos {
+    fn seen(&mut self, h: &tls::ClientHello<'_>) -> TlsSeen {
+        let sni = h.sni.map(|name| match self.names.get(name) {
+            Some(shared) => shared.clone(),
+            None => {
+                let new = Sni::from(name);
+                if self.names.len() < SNI_NAMES {
+                    self.names.insert(new.clone());
+                }
+                new
+            }
+        });
+        TlsSeen::Hello { version: h.version, sni }
+    }
 }
 
 /// One live connection. Kept small: it is the unit of flow-table memory.
@@ -296,6 +329,8 @@ struct Conn {
     isn: u32,
     /// Next client sequence number expected in the hello (after the SYN).
     next_seq: u32,
+    /// Segments of the hello buffered so far.
+    hello_segments: u8,
     first_ts: Ts,
     last_ts: Ts,
     /// Per direction; u32 is 4 G packets for one connection.
@@ -322,7 +357,7 @@ pub struct FlowStats {
 /// The flow table.
 pub struct FlowTable {
     cfg: FlowConfig,
-    map: hashbrown::HashMap<FlowKey, Conn>,
+    map: FlowMap<FlowKey, Conn>,
     /// First fragment's datagram → its flow, whether its sender is the
     /// `lo` endpoint (the later fragments carry no ports to tell), and when.
     frags: hashbrown::HashMap<FragId, (FlowKey, bool, Ts)>,
@@ -331,6 +366,7 @@ pub struct FlowTable {
     /// a short linger instead of waiting for the next sweep, which keeps the
     /// table — the per-packet working set — to the connections alive.
     closing: std::collections::VecDeque<(Ts, FlowKey)>,
+    hellos: Hellos,
     /// When the full fragment table was last purged.
     frags_purged: Ts,
     last_sweep: Ts,
@@ -346,9 +382,10 @@ impl FlowTable {
     pub fn new(cfg: FlowConfig) -> FlowTable {
         FlowTable {
             cfg,
-            map: hashbrown::HashMap::with_capacity(INITIAL_CAPACITY.min(cfg.max_flows)),
+            map: FlowMap::with_capacity(INITIAL_CAPACITY.min(cfg.max_flows)),
             frags: hashbrown::HashMap::new(),
             closing: std::collections::VecDeque::new(),
+            hellos: Hellos::default(),
             frags_purged: Ts::MIN,
             last_sweep: Ts::MIN,
             stats: FlowStats::default(),
@@ -379,13 +416,10 @@ impl FlowTable {
         if let Some(id) = p.frag {
             self.remember_fragment(id, key, from_lo, ts);
         }
-        if self.map.len() >= self.cfg.max_flows && !self.map.contains_key(&key) {
-            self.make_room(ts, sink);
-        }
         let cfg = self.cfg;
-        let c = match self.map.entry(key) {
-            hashbrown::hash_map::Entry::Occupied(o) => {
-                let c = o.get();
+        let i = match self.map.find(&key) {
+            Some(i) => {
+                let c = self.map.value(i);
                 // Idle past its timeout: the connection is over, whether or
                 // not a sweep came by yet (so results do not depend on when
                 // sweeps run, nor on how connections are split over threads).
@@ -401,16 +435,19 @@ impl FlowTable {
                 };
                 if stale || restart {
                     self.stats.timed_out += u64::from(stale);
-                    let mut o = o;
-                    let old = o.insert(new_conn(p, from_lo, ts, scope));
+                    let old = std::mem::replace(self.map.value_mut(i), new_conn(p, from_lo, ts, scope));
                     sink.closed(record(&key, old));
-                    o.into_mut()
-                } else {
-                    o.into_mut()
                 }
+                i
             }
-            hashbrown::hash_map::Entry::Vacant(v) => v.insert(new_conn(p, from_lo, ts, scope)),
+            None => {
+                if self.map.len() >= self.cfg.max_flows {
+                    self.make_room(ts, sink);
+                }
+                self.map.insert_new(key, new_conn(p, from_lo, ts, scope))
+            }
         };
+        let c = self.map.value_mut(i);
         let from_client = from_lo == c.client_is_lo;
         let dir = if from_client { 0 } else { 1 };
         c.packets[dir] = c.packets[dir].saturating_add(1);
@@ -451,7 +488,7 @@ impl FlowTable {
         }
         // A payload the snap length cut away entirely tells nothing.
         if from_client && !p.payload.is_empty() && !matches!(c.hello, Hello::Done(_)) && c.state & OUT_OF_SCOPE == 0 {
-            inspect(c, p);
+            inspect(c, p, &mut self.hellos);
         }
         if self.closing.len() > 2 * self.map.len() + 1024 {
             // Out-of-order time kept the front from coming due: drop the
@@ -461,15 +498,14 @@ impl FlowTable {
         }
     }
 
-    /// Looks the packet's connection up without changing anything, so that
-    /// its entry is in cache when [`FlowTable::update`] comes: the engine
-    /// touches a few packets ahead, and the CPU overlaps those independent
-    /// memory loads instead of waiting for each (the table of a busy span
-    /// port does not fit in cache).
+    /// Starts loading the packet's slot of the table, so that it is in cache
+    /// when [`FlowTable::update`] comes: the engine decodes a few packets
+    /// ahead and prefetches them together, and their memory loads overlap
+    /// instead of queueing (the table of a busy span port does not fit in
+    /// cache).
     #[inline]
     pub fn prefetch(&self, p: &Packet<'_>) {
-        let (key, _) = FlowKey::of(p);
-        std::hint::black_box(self.map.get(&key).map(|c| c.last_ts));
+        self.map.prefetch(&FlowKey::of(p).0);
     }
 
     /// Accounts a later IP fragment to the flow of its first fragment.
@@ -609,6 +645,7 @@ fn placeholder() -> Conn {
         vlan: 0,
         isn: 0,
         next_seq: 0,
+        hello_segments: 0,
         first_ts: 0,
         last_ts: 0,
         packets: [0; 2],
@@ -651,6 +688,7 @@ fn new_conn(p: &Packet<'_>, from_lo: bool, ts: Ts, scope: &impl Scope) -> Conn {
         vlan: p.vlan,
         isn: 0,
         next_seq: 0,
+        hello_segments: 0,
         first_ts: ts,
         last_ts: ts,
         packets: [0; 2],
@@ -661,7 +699,7 @@ fn new_conn(p: &Packet<'_>, from_lo: bool, ts: Ts, scope: &impl Scope) -> Conn {
 
 /// Looks at client payload until the first one is judged: TLS ClientHello
 /// (version, SNI), TLS we cannot read, or plaintext.
-fn inspect(c: &mut Conn, p: &Packet<'_>) {
+fn inspect(c: &mut Conn, p: &Packet<'_>, hellos: &mut Hellos) {
     let seen_syn = p.transport == Transport::Tcp && c.state & SYN != 0;
     let truncated = (p.payload.len() as u32) < p.payload_len;
     if p.transport == Transport::Tcp && c.state & (SYN | SYNACK) == 0 {
@@ -682,7 +720,7 @@ fn inspect(c: &mut Conn, p: &Packet<'_>) {
                 return;
             }
             match tls::inspect_client_hello(p.payload) {
-                Inspect::Hello(h) => c.hello = Hello::Done(hello_seen(&h)),
+                Inspect::Hello(h) => c.hello = Hello::Done(hellos.seen(&h)),
                 Inspect::NotTls => c.hello = Hello::Done(TlsSeen::Plaintext),
                 Inspect::Malformed => c.hello = Hello::Done(TlsSeen::TlsUnparsed),
                 Inspect::NeedMore if truncated || !seen_syn && p.transport == Transport::Tcp => {
@@ -701,42 +739,47 @@ fn inspect(c: &mut Conn, p: &Packet<'_>) {
                         c.hello = Hello::Done(TlsSeen::TlsUnparsed);
                         return;
                     }
-                    let mut buf = Vec::with_capacity(want.min(MAX_HELLO_BYTES).max(p.payload.len()));
+                    let mut buf = hellos.pool.pop().unwrap_or_default();
+                    buf.reserve(want.min(MAX_HELLO_BYTES).max(p.payload.len()));
                     buf.extend_from_slice(p.payload);
                     c.next_seq = c.next_seq.wrapping_add(p.payload.len() as u32);
-                    c.hello = Hello::Buffering(Box::new(HelloBuf { buf, segments: 1 }));
+                    c.hello_segments = 1;
+                    c.hello = Hello::Buffering(buf);
                 }
             }
         }
-        Hello::Buffering(hb) => {
-            let HelloBuf { buf, segments } = &mut **hb;
-            if p.seq != c.next_seq {
+        Hello::Buffering(buf) => {
+            let seen = if p.seq != c.next_seq {
                 if seq_before(p.seq, c.next_seq) {
-                    return;
+                    return; // retransmission of something already seen
                 }
-                c.hello = Hello::Done(TlsSeen::TlsUnparsed); // a gap: give up
-                return;
-            }
-            if truncated || buf.len() + p.payload.len() > MAX_HELLO_BYTES || *segments >= MAX_HELLO_SEGMENTS {
-                c.hello = Hello::Done(TlsSeen::TlsUnparsed);
-                return;
-            }
-            buf.extend_from_slice(p.payload);
-            *segments += 1;
-            c.next_seq = c.next_seq.wrapping_add(p.payload.len() as u32);
-            // Parse only once the first record is complete.
-            if let [0x16, 3, _, hi, lo, ..] = **buf {
-                if buf.len() < 5 + u16::from_be_bytes([hi, lo]) as usize {
-                    return;
+                Some(TlsSeen::TlsUnparsed) // a gap: give up
+            } else if truncated
+                || buf.len() + p.payload.len() > MAX_HELLO_BYTES
+                || c.hello_segments >= MAX_HELLO_SEGMENTS
+            {
+                Some(TlsSeen::TlsUnparsed)
+            } else {
+                buf.extend_from_slice(p.payload);
+                c.hello_segments += 1;
+                c.next_seq = c.next_seq.wrapping_add(p.payload.len() as u32);
+                match **buf {
+                    // Parse only once the first record is complete.
+                    [0x16, 3, _, hi, lo, ..] if buf.len() < 5 + u16::from_be_bytes([hi, lo]) as usize => None,
+                    _ => match tls::inspect_client_hello(buf) {
+                        Inspect::Hello(h) => Some(hellos.seen(&h)),
+                        Inspect::NeedMore => None,
+                        Inspect::NotTls | Inspect::Malformed => Some(TlsSeen::TlsUnparsed),
+                    },
                 }
-            }
-            let seen = match tls::inspect_client_hello(buf) {
-                Inspect::Hello(h) => Some(hello_seen(&h)),
-                Inspect::NeedMore => None,
-                Inspect::NotTls | Inspect::Malformed => Some(TlsSeen::TlsUnparsed),
             };
             if let Some(s) = seen {
-                c.hello = Hello::Done(s);
+                if let Hello::Buffering(mut buf) = std::mem::replace(&mut c.hello, Hello::Done(s)) {
+                    if hellos.pool.len() < HELLO_POOL {
+                        buf.clear();
+                        hellos.pool.push(buf);
+                    }
+                }
             }
         }
         Hello::Done(_) => {}
@@ -751,10 +794,6 @@ impl TlsSeen {
             TlsSeen::Unknown
         }
     }
-}
-
-fn hello_seen(h: &tls::ClientHello<'_>) -> TlsSeen {
-    TlsSeen::Hello { version: h.version, sni: h.sni.map(|s| Box::new(s.to_string())) }
 }
 
 /// RFC 9293 §3.4 sequence comparison (modulo 2^32).
@@ -945,9 +984,11 @@ mod tests {
 
     #[test]
     fn entries_stay_small() {
-        // The flow table's memory is len × (key + Conn): keep an eye on it.
+        // The flow table's memory is slots × (key + Conn), the slots at most
+        // twice the entries: keep an eye on it. 128 bytes is two cache lines.
         assert_eq!(std::mem::size_of::<FlowKey>(), 40);
-        assert!(std::mem::size_of::<Conn>() <= 80, "{}", std::mem::size_of::<Conn>());
+        assert!(std::mem::size_of::<Conn>() <= 88, "{}", std::mem::size_of::<Conn>());
+        assert_eq!(FlowMap::<FlowKey, Conn>::SLOT_BYTES, 128);
     }
 
     #[test]

@@ -196,7 +196,7 @@ fn flow_json(rules: &RuleSet, j: &Judged) -> JsonFlow {
     let tls = (s.tls_hellos + s.tls_unparsed > 0).then(|| JsonTls {
         version: s.tls_max.map(|v| v.name().to_string()),
         min_version: s.tls_min.map(|v| v.name().to_string()),
-        sni: s.sni.clone(),
+        sni: s.sni.as_deref().map(str::to_owned),
         hellos: s.tls_hellos,
         unparsed: s.tls_unparsed,
     });
@@ -538,7 +538,7 @@ pub fn write_events(out: &mut dyn Write, rules: &RuleSet, r: &AuditResult, recor
         let j = judged.get(&key);
         let (tls, first_payload) = match &rec.tls {
             TlsSeen::Hello { version, sni } => {
-                (Some(JsonEventTls { version: Some(version.name()), sni: sni.as_deref().map(String::as_str) }), "tls")
+                (Some(JsonEventTls { version: Some(version.name()), sni: sni.as_deref() }), "tls")
             }
             TlsSeen::TlsUnparsed => (Some(JsonEventTls { version: None, sni: None }), "tls"),
             TlsSeen::Plaintext => (None, "plaintext"),
