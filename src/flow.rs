@@ -373,6 +373,8 @@ pub struct FlowTable {
     pub stats: FlowStats,
 }
 
+/// How far ahead in the closing queue an entry's slot is prefetched.
+const RETIRE_AHEAD: usize = 8;
 /// How often (capture time) the table is swept for idle entries.
 const SWEEP_EVERY: Ts = 10 * SEC;
 /// Entries reserved up front: growing a hash table rehashes every entry.
@@ -410,6 +412,10 @@ impl FlowTable {
             self.sweep(ts, sink);
         }
         while self.closing.front().is_some_and(|(due, _)| *due <= ts) {
+            // The queue says which entries leave next: load one a few ahead.
+            if let Some((_, k)) = self.closing.get(RETIRE_AHEAD) {
+                self.map.prefetch(k);
+            }
             self.retire_closed(ts, sink);
         }
         let (key, from_lo) = FlowKey::of(p);

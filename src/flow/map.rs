@@ -61,10 +61,16 @@ impl<K: Eq + Hash, V> FlowMap<K, V> {
         self.hasher.hash_one(k) as usize & self.mask
     }
 
-    /// Starts loading `k`'s home slot into the cache; changes nothing.
+    /// Starts loading `k`'s home slot and the one after into the cache;
+    /// changes nothing. The second because a probe runs on into it about
+    /// one time in three (a taken home slot, or a new key looking for room);
+    /// measured: 6 % less time on the 10 M-packet capture than the home
+    /// slot alone.
     #[inline]
     pub fn prefetch(&self, k: &K) {
-        prefetch_lines(&self.slots[self.home(k)]);
+        let i = self.home(k);
+        prefetch_lines(&self.slots[i]);
+        prefetch_lines(&self.slots[(i + 1) & self.mask]);
     }
 
     /// The slot index of `k`, if present.
