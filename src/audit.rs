@@ -213,6 +213,7 @@ impl<'r> Engine<'r> {
         f.peak_flows += g.peak_flows;
         f.fragments_matched += g.fragments_matched;
         f.fragments_dropped += g.fragments_dropped;
+        f.hellos_not_reassembled += g.hellos_not_reassembled;
     }
 
     /// Ends the capture: finishes every open connection.

@@ -277,42 +277,100 @@ const OUT_OF_SCOPE: u8 = 128; // cannot be KSC traffic: payload not inspected
 enum Hello {
     Pending,
     /// Reassembling an in-order ClientHello (`Conn::next_seq` is the next
-    /// client sequence number expected). The buffer comes from the table's
-    /// pool and goes back to it; its length and address live in the slot,
-    /// so reaching it is one memory load, not two.
-    Buffering(Vec<u8>),
+    /// client sequence number expected) in buffer `buf` of the table's
+    /// [`Hellos`]. `want` is the length of the first TLS record, 0 while
+    /// unknown: until the buffer holds that much, segments are appended
+    /// without reading it back (a cold buffer costs a trip to memory).
+    Buffering {
+        buf: u32,
+        want: u16,
+    },
     Done(TlsSeen),
 }
 
-/// What the table keeps for reading ClientHellos: spare reassembly buffers,
-/// and the server names seen, each allocated once.
+/// What the table keeps for reading ClientHellos: the reassembly buffers
+/// of the hellos that span segments, and the server names seen, each
+/// allocated once.
 #[derive(Default)]
 struct Hellos {
-    /// Reused last-freed first: those are the ones still in cache.
-    pool: Vec<Vec<u8>>,
+    /// A connection reassembling its hello holds an index here. The
+    /// buffers stay allocated when free and the last freed is reused first:
+    /// it is still in cache.
+    bufs: Vec<Vec<u8>>,
+    free: Vec<u32>,
+    /// Bytes allocated to `bufs`.
+    held: usize,
     names: hashbrown::HashSet<Sni>,
 }
 
-/// Spare hello buffers kept (16 KiB each at most).
-const HELLO_POOL: usize = 256;
+/// Hellos reassembled at once (per table) and the bytes their buffers may
+/// hold, at most. Past either, a hello that spans segments is not
+/// reassembled (TLS, unreadable) and is counted. Real hellos complete within
+/// a round trip; the generated 10 M-packet capture, which spreads each over
+/// its connection's life, peaks at 25 000 at once, about 1 KB each.
+const MAX_HELLOS_BUFFERING: usize = 1 << 16;
+const MAX_HELLO_HELD: usize = 64 << 20;
+/// A freed buffer keeps at most this capacity (a browser hello fits).
+const KEEP_HELLO_CAPACITY: usize = 4096;
 /// Distinct server names shared; past this (a flood of made-up names) each
 /// connection gets its own copy, so the set stays bounded.
 const SNI_NAMES: usize = 4096;
 
 impl Hellos {
-    fn seen(&mut self, h: &tls::ClientHello<'_>) -> TlsSeen {
-        let sni = h.sni.map(|name| match self.names.get(name) {
-            Some(shared) => shared.clone(),
-            None => {
-                let new = Sni::from(name);
-                if self.names.len() < SNI_NAMES {
-                    self.names.insert(new.clone());
-                }
-                new
-            }
-        });
-        TlsSeen::Hello { version: h.version, sni }
+    /// A free buffer, or `None` when [`MAX_HELLOS_BUFFERING`] are in use.
+    fn take(&mut self) -> Option<u32> {
+        if let Some(i) = self.free.pop() {
+            return Some(i);
+        }
+        if self.bufs.len() >= MAX_HELLOS_BUFFERING || self.held >= MAX_HELLO_HELD {
+            return None;
+        }
+        self.bufs.push(Vec::new());
+        Some(self.bufs.len() as u32 - 1)
     }
+
+    /// Appends to buffer `i`; a fresh one gets room for `want` bytes.
+    fn append(&mut self, i: u32, data: &[u8], want: usize) {
+        let b = &mut self.bufs[i as usize];
+        let before = b.capacity();
+        if b.is_empty() {
+            b.reserve(want.max(data.len()).min(MAX_HELLO_BYTES));
+        }
+        b.extend_from_slice(data);
+        self.held += b.capacity() - before;
+    }
+
+    fn release(&mut self, i: u32) {
+        let b = &mut self.bufs[i as usize];
+        b.clear();
+        if b.capacity() > KEEP_HELLO_CAPACITY {
+            self.held -= b.capacity();
+            *b = Vec::new();
+        }
+        self.free.push(i);
+    }
+
+    /// Gives back the buffer of a connection that ends while reassembling.
+    fn release_of(&mut self, c: &Conn) {
+        if let Hello::Buffering { buf, .. } = c.hello {
+            self.release(buf);
+        }
+    }
+}
+
+/// What a readable hello tells; its server name shared through `names`.
+fn hello_seen(names: &mut hashbrown::HashSet<Sni>, h: &tls::ClientHello<'_>) -> TlsSeen {
+    let sni = h.sni.map(|name| match names.get(name) {
+        Some(shared) => shared.clone(),
+        None => {
+            let new = Sni::from(name);
+            if names.len() < SNI_NAMES {
+                names.insert(new.clone());
+            }
+            new
+        }
+    });
+    TlsSeen::Hello { version: h.version, sni }
 }
 
 /// One live connection. Kept small: it is the unit of flow-table memory.
@@ -352,6 +410,9 @@ pub struct FlowStats {
     pub fragments_matched: u64,
     /// First fragments not remembered because the fragment table was full.
     pub fragments_dropped: u64,
+    /// ClientHellos spanning segments not reassembled because
+    /// [`MAX_HELLOS_BUFFERING`] were being reassembled already.
+    pub hellos_not_reassembled: u64,
 }
 
 /// The flow table.
@@ -442,7 +503,7 @@ impl FlowTable {
                 if stale || restart {
                     self.stats.timed_out += u64::from(stale);
                     let old = std::mem::replace(self.map.value_mut(i), new_conn(p, from_lo, ts, scope));
-                    sink.closed(record(&key, old));
+                    sink.closed(record(&key, old, &mut self.hellos));
                 }
                 i
             }
@@ -494,7 +555,7 @@ impl FlowTable {
         }
         // A payload the snap length cut away entirely tells nothing.
         if from_client && !p.payload.is_empty() && !matches!(c.hello, Hello::Done(_)) && c.state & OUT_OF_SCOPE == 0 {
-            inspect(c, p, &mut self.hellos);
+            inspect(c, p, &mut self.hellos, &mut self.stats);
         }
         if self.closing.len() > 2 * self.map.len() + 1024 {
             // Out-of-order time kept the front from coming due: drop the
@@ -559,7 +620,7 @@ impl FlowTable {
         match self.map.get(&key) {
             Some(c) if is_closed(c.state) && c.last_ts.saturating_add(linger) <= now => {
                 let c = self.map.remove(&key).expect("present");
-                sink.closed(record(&key, c));
+                sink.closed(record(&key, c, &mut self.hellos));
             }
             Some(c) if is_closed(c.state) => self.closing.push_back((c.last_ts.saturating_add(linger), key)),
             // Gone already (swept, evicted, replaced by a new connection).
@@ -572,10 +633,11 @@ impl FlowTable {
         self.last_sweep = now;
         let cfg = self.cfg;
         let mut timed_out = 0;
+        let hellos = &mut self.hellos;
         self.map.retain(|k, c| {
             if now.saturating_sub(c.last_ts) > idle_limit(&cfg, k, c) {
                 timed_out += u64::from(!is_closed(c.state));
-                sink.closed(record(k, std::mem::replace(c, placeholder())));
+                sink.closed(record(k, std::mem::replace(c, placeholder()), hellos));
                 false
             } else {
                 true
@@ -601,10 +663,11 @@ impl FlowTable {
         let (_, cut, _) = ages.select_nth_unstable(n - 1);
         let cut = *cut;
         let mut evicted = 0;
+        let hellos = &mut self.hellos;
         self.map.retain(|k, c| {
             if c.last_ts <= cut && evicted < n as u64 {
                 evicted += 1;
-                sink.closed(record(k, std::mem::replace(c, placeholder())));
+                sink.closed(record(k, std::mem::replace(c, placeholder()), hellos));
                 false
             } else {
                 true
@@ -617,7 +680,7 @@ impl FlowTable {
     pub fn drain<S: ConnSink>(&mut self, sink: &mut S) {
         self.stats.peak_flows = self.stats.peak_flows.max(self.map.len() as u64);
         for (k, c) in self.map.drain() {
-            sink.closed(record(&k, c));
+            sink.closed(record(&k, c, &mut self.hellos));
         }
         self.frags.clear();
         self.closing.clear();
@@ -705,7 +768,7 @@ fn new_conn(p: &Packet<'_>, from_lo: bool, ts: Ts, scope: &impl Scope) -> Conn {
 
 /// Looks at client payload until the first one is judged: TLS ClientHello
 /// (version, SNI), TLS we cannot read, or plaintext.
-fn inspect(c: &mut Conn, p: &Packet<'_>, hellos: &mut Hellos) {
+fn inspect(c: &mut Conn, p: &Packet<'_>, hellos: &mut Hellos, stats: &mut FlowStats) {
     let seen_syn = p.transport == Transport::Tcp && c.state & SYN != 0;
     let truncated = (p.payload.len() as u32) < p.payload_len;
     if p.transport == Transport::Tcp && c.state & (SYN | SYNACK) == 0 {
@@ -726,7 +789,7 @@ fn inspect(c: &mut Conn, p: &Packet<'_>, hellos: &mut Hellos) {
                 return;
             }
             match tls::inspect_client_hello(p.payload) {
-                Inspect::Hello(h) => c.hello = Hello::Done(hellos.seen(&h)),
+                Inspect::Hello(h) => c.hello = Hello::Done(hello_seen(&mut hellos.names, &h)),
                 Inspect::NotTls => c.hello = Hello::Done(TlsSeen::Plaintext),
                 Inspect::Malformed => c.hello = Hello::Done(TlsSeen::TlsUnparsed),
                 Inspect::NeedMore if truncated || !seen_syn && p.transport == Transport::Tcp => {
@@ -734,58 +797,61 @@ fn inspect(c: &mut Conn, p: &Packet<'_>, hellos: &mut Hellos) {
                 }
                 Inspect::NeedMore if p.transport == Transport::Udp => c.hello = Hello::Done(TlsSeen::TlsUnparsed),
                 Inspect::NeedMore => {
-                    // Size the buffer for the whole first record at once.
-                    let want = match *p.payload {
-                        [0x16, 3, _, hi, lo, ..] => 5 + u16::from_be_bytes([hi, lo]) as usize,
-                        _ => p.payload.len() * 2,
-                    };
                     if p.payload.len() >= MAX_HELLO_BYTES {
                         // A first segment this large (offload, loopback) that
                         // still holds no complete hello: past our bound.
                         c.hello = Hello::Done(TlsSeen::TlsUnparsed);
                         return;
                     }
-                    let mut buf = hellos.pool.pop().unwrap_or_default();
-                    buf.reserve(want.min(MAX_HELLO_BYTES).max(p.payload.len()));
-                    buf.extend_from_slice(p.payload);
+                    let Some(i) = hellos.take() else {
+                        stats.hellos_not_reassembled += 1;
+                        c.hello = Hello::Done(TlsSeen::TlsUnparsed);
+                        return;
+                    };
+                    let want = record_len(p.payload);
+                    hellos.append(i, p.payload, want);
                     c.next_seq = c.next_seq.wrapping_add(p.payload.len() as u32);
                     c.hello_segments = 1;
-                    c.hello = Hello::Buffering(buf);
+                    c.hello = Hello::Buffering { buf: i, want: want.min(u16::MAX as usize) as u16 };
                 }
             }
         }
-        Hello::Buffering(buf) => {
+        Hello::Buffering { buf: i, want } => {
+            let (i, want) = (*i, want);
             let seen = if p.seq != c.next_seq {
                 if seq_before(p.seq, c.next_seq) {
                     return; // retransmission of something already seen
                 }
                 Some(TlsSeen::TlsUnparsed) // a gap: give up
-            } else if truncated
-                || buf.len() + p.payload.len() > MAX_HELLO_BYTES
-                || c.hello_segments >= MAX_HELLO_SEGMENTS
-            {
-                Some(TlsSeen::TlsUnparsed)
             } else {
-                buf.extend_from_slice(p.payload);
-                c.hello_segments += 1;
-                c.next_seq = c.next_seq.wrapping_add(p.payload.len() as u32);
-                match **buf {
+                if truncated
+                    || hellos.bufs[i as usize].len() + p.payload.len() > MAX_HELLO_BYTES
+                    || c.hello_segments >= MAX_HELLO_SEGMENTS
+                {
+                    Some(TlsSeen::TlsUnparsed)
+                } else {
+                    hellos.append(i, p.payload, 0);
+                    let buf = &hellos.bufs[i as usize];
+                    c.hello_segments += 1;
+                    c.next_seq = c.next_seq.wrapping_add(p.payload.len() as u32);
+                    if *want == 0 {
+                        *want = record_len(buf).min(u16::MAX as usize) as u16;
+                    }
                     // Parse only once the first record is complete.
-                    [0x16, 3, _, hi, lo, ..] if buf.len() < 5 + u16::from_be_bytes([hi, lo]) as usize => None,
-                    _ => match tls::inspect_client_hello(buf) {
-                        Inspect::Hello(h) => Some(hellos.seen(&h)),
-                        Inspect::NeedMore => None,
-                        Inspect::NotTls | Inspect::Malformed => Some(TlsSeen::TlsUnparsed),
-                    },
+                    if buf.len() < *want as usize {
+                        None
+                    } else {
+                        match tls::inspect_client_hello(buf) {
+                            Inspect::Hello(h) => Some(hello_seen(&mut hellos.names, &h)),
+                            Inspect::NeedMore => None,
+                            Inspect::NotTls | Inspect::Malformed => Some(TlsSeen::TlsUnparsed),
+                        }
+                    }
                 }
             };
             if let Some(s) = seen {
-                if let Hello::Buffering(mut buf) = std::mem::replace(&mut c.hello, Hello::Done(s)) {
-                    if hellos.pool.len() < HELLO_POOL {
-                        buf.clear();
-                        hellos.pool.push(buf);
-                    }
-                }
+                hellos.release(i);
+                c.hello = Hello::Done(s);
             }
         }
         Hello::Done(_) => {}
@@ -802,13 +868,25 @@ impl TlsSeen {
     }
 }
 
+/// The length of the TLS record that `b` starts with (header included;
+/// RFC 8446 §5.1), or 0 when `b` does not start with a handshake record
+/// header.
+fn record_len(b: &[u8]) -> usize {
+    match *b {
+        [0x16, 3, _, hi, lo, ..] => 5 + u16::from_be_bytes([hi, lo]) as usize,
+        _ => 0,
+    }
+}
+
 /// RFC 9293 §3.4 sequence comparison (modulo 2^32).
 #[inline]
 fn seq_before(a: u32, b: u32) -> bool {
     (a.wrapping_sub(b) as i32) < 0
 }
 
-fn record(k: &FlowKey, c: Conn) -> ConnRecord {
+/// The record of a finished connection; a hello buffer it held goes back.
+fn record(k: &FlowKey, c: Conn, hellos: &mut Hellos) -> ConnRecord {
+    hellos.release_of(&c);
     let (client, client_port) = k.endpoint(c.client_is_lo);
     let (server, server_port) = k.endpoint(!c.client_is_lo);
     let outcome = if c.state & REFUSED != 0 {
@@ -825,7 +903,7 @@ fn record(k: &FlowKey, c: Conn) -> ConnRecord {
         Hello::Done(t) => t,
         Hello::Pending => TlsSeen::NoPayload,
         // The hello never completed: TLS it is, unreadable.
-        Hello::Buffering(_) => TlsSeen::TlsUnparsed,
+        Hello::Buffering { .. } => TlsSeen::TlsUnparsed,
     };
     ConnRecord {
         client,
@@ -1023,6 +1101,29 @@ mod tests {
         feed(&mut t, &mut out, 2, &tcp(C, S, 50000, 13000, F::ACK, 101, &big));
         t.drain(&mut |r| out.push(r));
         assert_eq!(out[0].tls, TlsSeen::TlsUnparsed);
+    }
+
+    #[test]
+    fn hello_reassembly_is_bounded_and_counted() {
+        // A flood of connections that each start a ClientHello (a record of
+        // 500 bytes announced, 11 sent) and never finish it.
+        let mut t = FlowTable::new(FlowConfig::default());
+        let mut out = Vec::new();
+        let start = [0x16, 3, 1, 0x01, 0xf4, 1, 0, 1, 0xf0, 3, 3];
+        let n = MAX_HELLOS_BUFFERING + 100;
+        for i in 0..n {
+            let c = [10, (i >> 16) as u8, (i >> 8) as u8, i as u8];
+            feed(&mut t, &mut out, i as Ts, &tcp(c, S, 50000, 13000, F::SYN, 100, b""));
+            feed(&mut t, &mut out, i as Ts, &tcp(c, S, 50000, 13000, F::ACK, 101, &start));
+        }
+        assert_eq!(t.stats.hellos_not_reassembled, 100);
+        assert_eq!(t.hellos.bufs.len(), MAX_HELLOS_BUFFERING);
+        assert!(t.hellos.held <= MAX_HELLO_HELD, "{}", t.hellos.held);
+        t.drain(&mut |r| out.push(r));
+        assert_eq!(out.len(), n);
+        assert!(out.iter().all(|r| r.tls == TlsSeen::TlsUnparsed));
+        // Every buffer came back.
+        assert_eq!(t.hellos.free.len(), t.hellos.bufs.len());
     }
 
     #[test]
