@@ -18,6 +18,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::mpsc;
 
+use crate::capture::live::Drops;
 use crate::capture::{self, End, Frame, Reader};
 use crate::classify::{self, Assessment};
 use crate::conversation::{Conversations, KscScope, OutOfScope};
@@ -64,6 +65,8 @@ pub struct CaptureFacts {
     pub last_ts: Option<Ts>,
     pub skipped: SkipCounts,
     pub flows: FlowStats,
+    /// libpcap's counters, for a live capture.
+    pub drops: Option<Drops>,
 }
 
 impl CaptureFacts {
@@ -216,6 +219,35 @@ impl<'r> Engine<'r> {
         f.hellos_not_reassembled += g.hellos_not_reassembled;
     }
 
+    /// The judgement of everything so far, the connections still open
+    /// counted as if they ended now; the engine goes on (`live`).
+    pub fn snapshot(&self) -> AuditResult {
+        let mut convs = Conversations::new(self.scope.inventory, false);
+        convs.map = self.convs.map.clone();
+        convs.out_of_scope = self.convs.out_of_scope;
+        convs.seen_in_networks = self.convs.seen_in_networks.clone();
+        convs.broadcast = self.convs.broadcast.clone();
+        self.flows.each_live(&mut convs);
+        let mut capture = self.facts.clone();
+        capture.flows = self.flows.stats;
+        AuditResult {
+            assessment: judge(&self.scope, &convs, &capture),
+            capture,
+            records: None,
+            capture_out_of_scope: convs.out_of_scope,
+        }
+    }
+
+    /// The final judgement, after [`Engine::finish`].
+    pub fn into_result(mut self) -> AuditResult {
+        AuditResult {
+            assessment: judge(&self.scope, &self.convs, &self.facts),
+            records: self.convs.records.take(),
+            capture_out_of_scope: self.convs.out_of_scope,
+            capture: self.facts,
+        }
+    }
+
     /// Ends the capture: finishes every open connection.
     pub fn finish(&mut self) {
         self.flows.drain(&mut self.convs);
@@ -303,20 +335,19 @@ pub fn audit(rules: &RuleSet, inventory: Option<&Inventory>, cfg: &AuditConfig) 
             ),
         });
     }
-    let assessment = classify::assess(
-        rules,
-        inventory,
-        &engine.convs.map,
-        &engine.convs.seen_in_networks,
-        &engine.convs.broadcast,
-        engine.facts.duration_secs(),
-    );
-    Ok(AuditResult {
-        capture: engine.facts,
-        assessment,
-        records: engine.convs.records.take(),
-        capture_out_of_scope: engine.convs.out_of_scope,
-    })
+    Ok(engine.into_result())
+}
+
+/// Judges what `convs` collected.
+fn judge(scope: &KscScope<'_>, convs: &Conversations<'_>, capture: &CaptureFacts) -> Assessment {
+    classify::assess(
+        scope.rules,
+        scope.inventory,
+        &convs.map,
+        &convs.seen_in_networks,
+        &convs.broadcast,
+        capture.duration_secs(),
+    )
 }
 
 /// Frames for one worker: their bytes in one buffer, reused.

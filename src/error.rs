@@ -83,6 +83,12 @@ pub enum Error {
     Filter { filter: String, message: String },
     #[error("{what}: {source}")]
     Write { what: String, source: std::io::Error },
+    #[error("no interface {interface:?} here; the interfaces are: {available}")]
+    Interface { interface: String, available: String },
+    #[error("interface {interface}: {message}")]
+    Live { interface: String, message: String },
+    #[error("cannot drop privileges to user {user:?}: {message}")]
+    Privileges { user: String, message: String },
 }
 
 impl Error {

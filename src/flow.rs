@@ -676,6 +676,14 @@ impl FlowTable {
         self.stats.evicted += evicted;
     }
 
+    /// Hands a record of every live connection, as if it ended now, to
+    /// `sink`; the table is unchanged (`live`'s periodic reports).
+    pub fn each_live<S: ConnSink>(&self, sink: &mut S) {
+        for (k, c) in self.map.iter() {
+            sink.closed(record_of(k, c));
+        }
+    }
+
     /// Finishes every live connection (end of the capture).
     pub fn drain<S: ConnSink>(&mut self, sink: &mut S) {
         self.stats.peak_flows = self.stats.peak_flows.max(self.map.len() as u64);
@@ -887,6 +895,11 @@ fn seq_before(a: u32, b: u32) -> bool {
 /// The record of a finished connection; a hello buffer it held goes back.
 fn record(k: &FlowKey, c: Conn, hellos: &mut Hellos) -> ConnRecord {
     hellos.release_of(&c);
+    record_of(k, &c)
+}
+
+/// The record of connection `c` as it stands.
+fn record_of(k: &FlowKey, c: &Conn) -> ConnRecord {
     let (client, client_port) = k.endpoint(c.client_is_lo);
     let (server, server_port) = k.endpoint(!c.client_is_lo);
     let outcome = if c.state & REFUSED != 0 {
@@ -898,9 +911,9 @@ fn record(k: &FlowKey, c: Conn, hellos: &mut Hellos) -> ConnRecord {
     } else {
         Outcome::OneWay
     };
-    let tls = match c.hello {
+    let tls = match &c.hello {
         _ if c.state & OUT_OF_SCOPE != 0 => TlsSeen::NotInspected,
-        Hello::Done(t) => t,
+        Hello::Done(t) => t.clone(),
         Hello::Pending => TlsSeen::NoPayload,
         // The hello never completed: TLS it is, unreadable.
         Hello::Buffering { .. } => TlsSeen::TlsUnparsed,

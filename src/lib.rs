@@ -29,6 +29,8 @@ pub mod decode;
 pub mod error;
 pub mod flow;
 pub mod inventory;
+pub mod live;
+pub mod privileges;
 pub mod report;
 pub mod rules;
 pub mod tls;

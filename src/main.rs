@@ -8,6 +8,7 @@ use std::io::{self, BufWriter, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -16,7 +17,9 @@ use kscflow::capture::Reader;
 use kscflow::flow::FlowConfig;
 use kscflow::inventory::Inventory;
 use kscflow::rules::RuleSet;
-use kscflow::{classify, report, Error};
+use kscflow::capture::live::LiveOptions;
+use kscflow::live::{self, LiveConfig};
+use kscflow::{classify, privileges, report, Error};
 
 #[derive(Parser)]
 #[command(name = "kscflow", version, about = "Passive traffic classifier for Kaspersky Security Center 14.2 networks", long_about = None)]
@@ -50,6 +53,58 @@ enum Command {
         #[arg(long)]
         no_progress: bool,
     },
+    /// Capture from a network interface (a span or mirror port) and report as it goes.
+    ///
+    /// Findings go to standard output as JSON lines, once each; the JSON
+    /// report (-o) is rewritten every --report-every; a summary line goes to
+    /// standard error. SIGINT/SIGTERM stop and write the final report.
+    Live {
+        /// Interface to capture on ("any": all of them, on Linux).
+        #[arg(long, short = 'i', value_name = "IFACE")]
+        interface: String,
+        /// Inventory of KSC hosts (TOML); without it roles are inferred from the traffic.
+        #[arg(long, value_name = "FILE")]
+        inventory: Option<PathBuf>,
+        /// Rules file replacing the built-in KSC 14.2 table.
+        #[arg(long, value_name = "FILE")]
+        rules: Option<PathBuf>,
+        /// The JSON report (audit's format), rewritten atomically every --report-every.
+        #[arg(long, short = 'o', value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Seconds between reports.
+        #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+        report_every: u64,
+        /// Append one JSON line per finished connection to FILE (reopened on SIGHUP).
+        #[arg(long, value_name = "FILE")]
+        events: Option<PathBuf>,
+        /// BPF filter (tcpdump syntax) narrowing the automatic one.
+        #[arg(long, value_name = "EXPR")]
+        filter: Option<String>,
+        /// Do not compile a filter from the rules and inventory: see all traffic.
+        #[arg(long)]
+        no_auto_filter: bool,
+        /// Bytes kept of each frame.
+        #[arg(long, value_name = "BYTES", default_value_t = kscflow::capture::live::DEFAULT_SNAPLEN)]
+        snaplen: i32,
+        /// Kernel capture buffer, in MiB.
+        #[arg(long, value_name = "MIB", default_value_t = kscflow::capture::live::DEFAULT_BUFFER_BYTES >> 20)]
+        buffer_mib: i32,
+        /// Do not put the interface in promiscuous mode.
+        #[arg(long)]
+        no_promisc: bool,
+        /// Stop after this many seconds.
+        #[arg(long, value_name = "SECONDS")]
+        duration: Option<u64>,
+        /// Stop after this many packets.
+        #[arg(long, value_name = "N")]
+        count: Option<u64>,
+        /// User to become once the interface is open (default when started as root: nobody).
+        #[arg(long, value_name = "USER")]
+        user: Option<String>,
+        /// Most connections tracked at once; the longest idle are closed early beyond it.
+        #[arg(long, value_name = "N", default_value_t = LIVE_MAX_FLOWS)]
+        max_flows: usize,
+    },
     /// Print the inventory inferred from captures, as TOML to correct and reuse.
     Discover {
         #[arg(required = true, value_name = "CAPTURE")]
@@ -72,6 +127,10 @@ enum Command {
         file: PathBuf,
     },
 }
+
+/// A small sensor's flow table: 2^18 connections, at most 64 MiB of slots
+/// (128 bytes each, the table at most half full).
+const LIVE_MAX_FLOWS: usize = 1 << 18;
 
 #[derive(clap::Args)]
 struct Common {
@@ -186,6 +245,46 @@ fn run(cli: Cli) -> Result<u8, Error> {
                 .and_then(|_| out.flush())
                 .map_err(write_err("standard output"))?;
             Ok(0)
+        }
+        Command::Live {
+            interface,
+            inventory,
+            rules,
+            output,
+            report_every,
+            events,
+            filter,
+            no_auto_filter,
+            snaplen,
+            buffer_mib,
+            no_promisc,
+            duration,
+            count,
+            user,
+            max_flows,
+        } => {
+            let rules = load_rules(rules.as_deref())?;
+            let inv = inventory.as_deref().map(Inventory::load).transpose()?;
+            let cfg = LiveConfig {
+                source: LiveOptions {
+                    interface,
+                    snaplen: snaplen.max(256),
+                    buffer_bytes: buffer_mib.clamp(1, 2047) << 20,
+                    promisc: !no_promisc,
+                },
+                auto_filter: !no_auto_filter,
+                filter,
+                flow: FlowConfig { max_flows: max_flows.max(1), ..FlowConfig::default() },
+                report: output,
+                report_every: Duration::from_secs(report_every.max(1)),
+                events,
+                duration: duration.map(Duration::from_secs),
+                count,
+                user: user.or_else(|| privileges::is_root().then(|| privileges::DEFAULT_USER.to_string())),
+            };
+            let inv_name = inventory.as_ref().map(|p| p.display().to_string());
+            let result = live::run(&rules, inv.as_ref(), inv_name.as_deref(), &cfg, &mut io::stdout(), &mut io::stderr())?;
+            Ok(report::exit_status(&result))
         }
         Command::Audit { captures, common, inventory, format, output, events, no_progress } => {
             let rules = load_rules(common.rules.as_deref())?;

@@ -339,6 +339,10 @@ impl PortSet {
         let i = Self::idx(t, port);
         self.bits[i >> 6] & (1 << (i & 63)) != 0
     }
+    /// The ports of `t`, ascending.
+    pub fn ports(&self, t: Transport) -> impl Iterator<Item = u16> + '_ {
+        (0..=u16::MAX).filter(move |&p| self.contains(t, p))
+    }
 }
 
 impl Default for PortSet {

@@ -1,5 +1,5 @@
-//! Packet sources: the only module that reads capture files (and, later,
-//! interfaces). Each source hands frames — timestamp, lengths, bytes, link
+//! Packet sources: the only module that reads capture files and
+//! interfaces ([`live`]). Each source hands frames — timestamp, lengths, bytes, link
 //! type — to a callback, and says how it ended: at the end, or broken at
 //! some packet with a message (a truncated capture still yields everything
 //! before the damage).
@@ -12,6 +12,7 @@
 
 pub mod fast;
 pub mod libpcap;
+pub mod live;
 
 use std::path::Path;
 

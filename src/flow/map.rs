@@ -201,6 +201,10 @@ impl<K: Eq + Hash, V> FlowMap<K, V> {
         }
     }
 
+    pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
+        self.slots.iter().filter_map(|s| s.0.as_ref().map(|(k, v)| (k, v)))
+    }
+
     pub fn values(&self) -> impl Iterator<Item = &V> {
         self.slots.iter().filter_map(|s| s.0.as_ref().map(|(_, v)| v))
     }
