@@ -219,6 +219,11 @@ impl<'r> Engine<'r> {
         f.hellos_not_reassembled += g.hellos_not_reassembled;
     }
 
+    /// Moves the flow table's clock to `ts` when no packet came (`live`).
+    pub fn tick(&mut self, ts: Ts) {
+        self.flows.advance(ts, &mut self.convs);
+    }
+
     /// The judgement of everything so far, the connections still open
     /// counted as if they ended now; the engine goes on (`live`).
     pub fn snapshot(&self) -> AuditResult {

@@ -469,16 +469,7 @@ impl FlowTable {
     /// connections go to `sink`.
     #[inline(never)]
     pub fn update<S: ConnSink>(&mut self, ts: Ts, wire_len: u32, p: &Packet<'_>, scope: &impl Scope, sink: &mut S) {
-        if ts >= self.last_sweep.saturating_add(SWEEP_EVERY) {
-            self.sweep(ts, sink);
-        }
-        while self.closing.front().is_some_and(|(due, _)| *due <= ts) {
-            // The queue says which entries leave next: load one a few ahead.
-            if let Some((_, k)) = self.closing.get(RETIRE_AHEAD) {
-                self.map.prefetch(k);
-            }
-            self.retire_closed(ts, sink);
-        }
+        self.advance(ts, sink);
         let (key, from_lo) = FlowKey::of(p);
         if let Some(id) = p.frag {
             self.remember_fragment(id, key, from_lo, ts);
@@ -562,6 +553,24 @@ impl FlowTable {
             // entries whose connection is gone (the queue stays bounded).
             let map = &self.map;
             self.closing.retain(|(_, k)| map.get(k).is_some_and(|c| is_closed(c.state)));
+        }
+    }
+
+    /// Moves the table's clock to `ts`: closed connections past their
+    /// linger and, every [`SWEEP_EVERY`], idle ones leave. Every packet
+    /// does this; a live capture also does it when no packet comes, so
+    /// that a quiet interface still finishes its connections.
+    #[inline]
+    pub fn advance<S: ConnSink>(&mut self, ts: Ts, sink: &mut S) {
+        if ts >= self.last_sweep.saturating_add(SWEEP_EVERY) {
+            self.sweep(ts, sink);
+        }
+        while self.closing.front().is_some_and(|(due, _)| *due <= ts) {
+            // The queue says which entries leave next: load one a few ahead.
+            if let Some((_, k)) = self.closing.get(RETIRE_AHEAD) {
+                self.map.prefetch(k);
+            }
+            self.retire_closed(ts, sink);
         }
     }
 

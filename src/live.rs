@@ -331,6 +331,9 @@ pub fn run(
         }
         let now = Instant::now();
         if now >= next_findings || now >= next_report {
+            // Capture time is the kernel's wall clock: let it pass for the
+            // connections too, packets or not.
+            engine.tick(wall_clock_us());
             next_findings = now + FINDINGS_EVERY;
             let drops = src.drops();
             engine.facts.drops = Some(drops);
@@ -370,6 +373,12 @@ pub fn run(
     }
     summary(log, &iface, &r, drops, &mut last_drops);
     Ok(r)
+}
+
+fn wall_clock_us() -> crate::flow::Ts {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros().min(crate::capture::TS_LIMIT as u128) as crate::flow::Ts)
 }
 
 /// The periodic one-line summary, and a warning when drops grew.
@@ -430,7 +439,7 @@ mod tests {
             let f = auto_filter(&rules, Some(&inv), ethernet);
             assert!(f.contains("13000") && f.contains("net 10.0.0.10/32"), "{f}");
             assert!(!f.contains("10.0.1.0"), "managed devices are not infrastructure: {f}");
-            let mut dead = pcap::Capture::dead(lt).unwrap();
+            let dead = pcap::Capture::dead(lt).unwrap();
             dead.compile(&f, true).unwrap_or_else(|e| panic!("{e}: {f}"));
         }
     }

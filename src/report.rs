@@ -105,9 +105,20 @@ struct JsonCapture {
     /// Damaged packets (malformed or cut headers, orphan fragments).
     decode_errors: u64,
     skipped: BTreeMap<&'static str, u64>,
-    /// Packets the capturing system dropped: unknown for files.
-    drops: Option<u64>,
+    /// libpcap's counters on a live capture (null for files, where the
+    /// capturing system's drops are unknown).
+    drops: Option<JsonDrops>,
     flow_table: JsonFlowTable,
+}
+
+#[derive(Serialize)]
+struct JsonDrops {
+    /// Packets that passed the filter.
+    received: u64,
+    /// Dropped because the kernel ring was full.
+    dropped: u64,
+    /// Dropped by the interface; on Linux a lower bound.
+    interface_dropped: u64,
 }
 
 #[derive(Serialize)]
@@ -117,6 +128,7 @@ struct JsonFlowTable {
     evicted: u64,
     fragments_matched: u64,
     fragments_not_tracked: u64,
+    hellos_not_reassembled: u64,
 }
 
 #[derive(Serialize)]
@@ -266,13 +278,18 @@ pub fn write_json(out: &mut dyn Write, rules: &RuleSet, inventory: Option<&str>,
                 .filter(|s| c.skipped.get(**s) > 0)
                 .map(|s| (s.key(), c.skipped.get(*s)))
                 .collect(),
-            drops: None,
+            drops: c.drops.map(|d| JsonDrops {
+                received: d.received,
+                dropped: d.dropped,
+                interface_dropped: d.if_dropped,
+            }),
             flow_table: JsonFlowTable {
                 peak_flows: c.flows.peak_flows,
                 timed_out: c.flows.timed_out,
                 evicted: c.flows.evicted,
                 fragments_matched: c.flows.fragments_matched,
                 fragments_not_tracked: c.flows.fragments_dropped,
+                hellos_not_reassembled: c.flows.hellos_not_reassembled,
             },
         },
         summary: JsonSummary {
