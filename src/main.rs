@@ -13,12 +13,12 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use kscflow::audit::{audit, AuditConfig};
+use kscflow::capture::live::LiveOptions;
 use kscflow::capture::Reader;
 use kscflow::flow::FlowConfig;
 use kscflow::inventory::Inventory;
-use kscflow::rules::RuleSet;
-use kscflow::capture::live::LiveOptions;
 use kscflow::live::{self, LiveConfig};
+use kscflow::rules::RuleSet;
 use kscflow::{classify, privileges, report, Error};
 
 #[derive(Parser)]
@@ -283,7 +283,8 @@ fn run(cli: Cli) -> Result<u8, Error> {
                 user: user.or_else(|| privileges::is_root().then(|| privileges::DEFAULT_USER.to_string())),
             };
             let inv_name = inventory.as_ref().map(|p| p.display().to_string());
-            let result = live::run(&rules, inv.as_ref(), inv_name.as_deref(), &cfg, &mut io::stdout(), &mut io::stderr())?;
+            let result =
+                live::run(&rules, inv.as_ref(), inv_name.as_deref(), &cfg, &mut io::stdout(), &mut io::stderr())?;
             Ok(report::exit_status(&result))
         }
         Command::Audit { captures, common, inventory, format, output, events, no_progress } => {

@@ -64,7 +64,9 @@ impl DropCounters {
     pub fn advance(&mut self, received: u32, dropped: u32, if_dropped: u32) {
         let now = [received, dropped, if_dropped];
         let t = &mut self.total;
-        for (total, (last, now)) in [&mut t.received, &mut t.dropped, &mut t.if_dropped].into_iter().zip(self.last.iter_mut().zip(now)) {
+        for (total, (last, now)) in
+            [&mut t.received, &mut t.dropped, &mut t.if_dropped].into_iter().zip(self.last.iter_mut().zip(now))
+        {
             *total += u64::from(now.wrapping_sub(*last));
             *last = now;
         }
@@ -99,7 +101,9 @@ impl LiveSource {
     /// Compiles `filter` (BPF, tcpdump syntax) into the kernel: what it
     /// rejects never reaches user space.
     pub fn set_filter(&mut self, filter: &str) -> Result<(), crate::Error> {
-        self.cap.filter(filter, true).map_err(|e| crate::Error::Filter { filter: filter.into(), message: e.to_string() })
+        self.cap
+            .filter(filter, true)
+            .map_err(|e| crate::Error::Filter { filter: filter.into(), message: e.to_string() })
     }
 
     /// LINKTYPE_ of the interface.
