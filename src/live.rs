@@ -335,10 +335,7 @@ pub fn run(
             // connections too, packets or not.
             engine.tick(wall_clock_us());
             next_findings = now + FINDINGS_EVERY;
-            let drops = src.drops();
-            engine.facts.drops = Some(drops);
-            engine.facts.files[0].packets = engine.facts.packets;
-            engine.facts.files[0].bytes = engine.facts.bytes;
+            let drops = note_source(&mut engine, &mut src);
             let r = engine.snapshot();
             said.tell(rules, &r, findings).map_err(write_error("the findings stream"))?;
             if let (Some(out), Some(done)) = (&mut events, engine.convs.records.as_mut()) {
@@ -357,11 +354,8 @@ pub fn run(
     }
 
     // The end: every open connection finishes, one last judgement.
-    let drops = src.drops();
     engine.finish();
-    engine.facts.drops = Some(drops);
-    engine.facts.files[0].packets = engine.facts.packets;
-    engine.facts.files[0].bytes = engine.facts.bytes;
+    let drops = note_source(&mut engine, &mut src);
     let mut r = engine.into_result();
     said.tell(rules, &r, findings).map_err(write_error("the findings stream"))?;
     if let (Some(out), Some(done)) = (&mut events, r.records.take()) {
@@ -373,6 +367,17 @@ pub fn run(
     }
     summary(log, &iface, &r, drops, &mut last_drops);
     Ok(r)
+}
+
+/// Brings the capture facts up to date with the source: libpcap's
+/// counters, and the interface's totals as its "file".
+fn note_source(engine: &mut Engine<'_>, src: &mut LiveSource) -> Drops {
+    let drops = src.drops();
+    let facts = &mut engine.facts;
+    facts.drops = Some(drops);
+    facts.files[0].packets = facts.packets;
+    facts.files[0].bytes = facts.bytes;
+    drops
 }
 
 fn wall_clock_us() -> crate::flow::Ts {
