@@ -272,6 +272,28 @@ fn text_report_without_inventory_says_roles_are_inferred() {
 }
 
 #[test]
+fn max_flows_bounds_all_threads_together() {
+    // Found measuring a flood: the reading thread's table had the whole
+    // --max-flows and each worker its share on top (1.5x the cap with 2).
+    for threads in ["1", "2", "3"] {
+        let o = run(&[
+            "audit",
+            "--format",
+            "json",
+            "--max-flows",
+            "3",
+            "--threads",
+            threads,
+            fixture("scheme-183039.pcap").to_str().unwrap(),
+        ]);
+        let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let t = &r["capture"]["flow_table"];
+        assert!(t["peak_flows"].as_u64().unwrap() <= 3, "{threads} threads: {t}");
+        assert!(t["evicted"].as_u64().unwrap() > 0, "{threads} threads: {t}");
+    }
+}
+
+#[test]
 fn threads_do_not_change_the_result() {
     // Connections are split over threads by address; every fixture must
     // give the same report whatever the number of threads.
