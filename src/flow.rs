@@ -1149,6 +1149,48 @@ mod tests {
     }
 
     #[test]
+    fn fragment_flood_is_bounded_and_counted() {
+        // First fragments of datagrams that never complete, each with a new
+        // identification: the table of identities stays at its bound, the
+        // rest are counted, and room comes back once they time out (30 s).
+        let mut t = FlowTable::new(FlowConfig { max_fragments: 1000, ..FlowConfig::default() });
+        let mut out = Vec::new();
+        let first_fragment = |id: u16| {
+            let mut b = Vec::new();
+            PacketBuilder::ipv4(C, S, 64).udp(5000, 13000).write(&mut b, &[0x5a; 64]).unwrap();
+            b[4..6].copy_from_slice(&id.to_be_bytes());
+            b[6] = 0x20; // more fragments, offset 0
+            b
+        };
+        for i in 0..5000u16 {
+            feed(&mut t, &mut out, i as Ts, &first_fragment(i));
+        }
+        assert_eq!((t.frags.len(), t.stats.fragments_dropped), (1000, 4000));
+        feed(&mut t, &mut out, 2 * SEC, &first_fragment(9998));
+        assert_eq!((t.frags.len(), t.stats.fragments_dropped), (1000, 4001));
+        feed(&mut t, &mut out, 40 * SEC, &first_fragment(9999));
+        assert_eq!((t.frags.len(), t.stats.fragments_dropped), (1, 4001));
+    }
+
+    #[test]
+    fn hello_in_hundreds_of_tiny_segments_is_given_up_within_bounds() {
+        let mut t = FlowTable::new(FlowConfig::default());
+        let mut out = Vec::new();
+        let hello = [[0x16, 3, 1, 0x01, 0xf4, 1, 0, 1, 0xf0, 3, 3].as_slice(), &[0x42; 289]].concat();
+        feed(&mut t, &mut out, 0, &tcp(C, S, 50000, 13000, F::SYN, 100, b""));
+        feed(&mut t, &mut out, 1, &tcp(S, C, 13000, 50000, F::SYN | F::ACK, 900, b""));
+        for (i, byte) in hello.iter().enumerate() {
+            feed(&mut t, &mut out, 2 + i as Ts, &tcp(C, S, 50000, 13000, F::ACK, 101 + i as u32, &[*byte]));
+        }
+        // Given up after MAX_HELLO_SEGMENTS: the buffer is back, small.
+        assert_eq!(t.hellos.free.len(), t.hellos.bufs.len());
+        assert!(t.hellos.held <= KEEP_HELLO_CAPACITY, "{}", t.hellos.held);
+        t.drain(&mut |r| out.push(r));
+        assert_eq!((out.len(), &out[0].tls), (1, &TlsSeen::TlsUnparsed));
+        assert_eq!(out[0].packets[0], 1 + hello.len() as u64);
+    }
+
+    #[test]
     fn regression_timestamps_at_the_limit_do_not_hang() {
         // Found by review: a closed connection queued at i64::MAX was put
         // back in line forever. Readers clamp to TS_LIMIT; both must end.
