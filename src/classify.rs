@@ -124,6 +124,12 @@ pub struct Assessment {
     pub inferred: Option<Inventory>,
     /// Conversations on shared ports with no KSC host: out of scope.
     pub out_of_scope: OutOfScope,
+    /// Addresses seen inside inventory networks, and link-layer broadcast
+    /// destinations: what the judgement rested on besides the
+    /// conversations. Kept so that a report can merge results and judge
+    /// again exactly as one audit of all the captures would.
+    pub seen_in_networks: std::collections::BTreeSet<IpAddr>,
+    pub l2_broadcast: std::collections::BTreeSet<IpAddr>,
 }
 
 /// Judges every conversation and lists what is missing.
@@ -169,7 +175,15 @@ pub fn assess(
         .map_or(0, |(a, b)| (b.saturating_sub(a) / 1_000_000).max(0) as u64)
         .min(duration_secs);
     let missing = missing(&res, &flows, seen_in_networks, covered);
-    Assessment { flows, missing, roles_source, inferred, out_of_scope }
+    Assessment {
+        flows,
+        missing,
+        roles_source,
+        inferred,
+        out_of_scope,
+        seen_in_networks: seen_in_networks.clone(),
+        l2_broadcast: l2_broadcast.clone(),
+    }
 }
 
 struct Resolver<'a> {

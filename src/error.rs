@@ -89,6 +89,8 @@ pub enum Error {
     Live { interface: String, message: String },
     #[error("cannot drop privileges to user {user:?}: {message}")]
     Privileges { user: String, message: String },
+    #[error(transparent)]
+    Merge(#[from] crate::merge::MergeError),
 }
 
 impl Error {

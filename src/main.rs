@@ -19,7 +19,7 @@ use kscflow::flow::FlowConfig;
 use kscflow::inventory::Inventory;
 use kscflow::live::{self, LiveConfig};
 use kscflow::rules::RuleSet;
-use kscflow::{classify, privileges, report, Error};
+use kscflow::{classify, merge, privileges, render, report, Error};
 
 #[derive(Parser)]
 #[command(name = "kscflow", version, about = "Passive traffic classifier for Kaspersky Security Center 14.2 networks", long_about = None)]
@@ -121,6 +121,29 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         rules: Option<PathBuf>,
     },
+    /// Merge the JSON results of earlier `audit` or `live` runs into one report.
+    ///
+    /// Conversations are summed across the results and judged again over
+    /// their combined time window, as one audit of all the captures would.
+    /// The rules and inventory are those the results were judged with,
+    /// unless --rules or --inventory is given.
+    Report {
+        /// JSON results (`audit --format json`, `live -o`).
+        #[arg(required = true, value_name = "RESULT")]
+        results: Vec<PathBuf>,
+        /// Inventory to judge with, instead of the one the results name.
+        #[arg(long, short = 'i', value_name = "FILE")]
+        inventory: Option<PathBuf>,
+        /// Rules file to judge with, instead of the one the results name.
+        #[arg(long, value_name = "FILE")]
+        rules: Option<PathBuf>,
+        /// Output format.
+        #[arg(long, short = 'f', value_enum, default_value_t = Format::Text)]
+        format: Format,
+        /// Write the report here instead of standard output.
+        #[arg(long, short = 'o', value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
     /// Check an inventory file: 0 valid, 2 invalid (with file:line:column).
     CheckInventory {
         #[arg(value_name = "FILE")]
@@ -153,8 +176,14 @@ struct Common {
 
 #[derive(Clone, Copy, ValueEnum)]
 enum Format {
+    /// A summary for the terminal, worst first.
     Text,
+    /// The JSON document of DESIGN.md (what `report` merges).
     Json,
+    /// Markdown for tickets and wikis.
+    Md,
+    /// One row per conversation, for spreadsheets.
+    Csv,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -215,6 +244,32 @@ fn progress(done: u64, total: u64) {
 
 fn write_err(what: &str) -> impl FnOnce(io::Error) -> Error + '_ {
     move |source| Error::Write { what: what.to_string(), source }
+}
+
+/// Writes the report in `format` to `output` (standard output without one).
+fn write_report(format: Format, output: Option<&Path>, data: &report::ReportData<'_>) -> Result<(), Error> {
+    let mut out: Box<dyn Write> = match output {
+        Some(p) => Box::new(BufWriter::new(File::create(p).map_err(write_err(&p.display().to_string()))?)),
+        None => Box::new(BufWriter::new(io::stdout().lock())),
+    };
+    let what = output.map_or("standard output".to_string(), |p| p.display().to_string());
+    match format {
+        Format::Text => report::write_text(&mut out, data.rules, data.inventory, data.result),
+        Format::Json => report::write_json_report(&mut out, data),
+        Format::Md => render::markdown::write(&mut out, data),
+        Format::Csv => render::csv::write(&mut out, data),
+    }
+    .and_then(|_| out.flush())
+    .map_err(|source| Error::Write { what, source })
+}
+
+/// The rules a merge judges with: `--rules`, else those the results name.
+fn rules_for_report(given: Option<&Path>, recorded: Option<&str>) -> Result<RuleSet, Error> {
+    match (given, recorded) {
+        (Some(p), _) => RuleSet::load(p),
+        (None, Some(o)) if o != kscflow::rules::BUILTIN_NAME => RuleSet::load(Path::new(o)),
+        _ => Ok(RuleSet::builtin()),
+    }
 }
 
 fn run(cli: Cli) -> Result<u8, Error> {
@@ -287,6 +342,23 @@ fn run(cli: Cli) -> Result<u8, Error> {
                 live::run(&rules, inv.as_ref(), inv_name.as_deref(), &cfg, &mut io::stdout(), &mut io::stderr())?;
             Ok(report::exit_status(&result))
         }
+        Command::Report { results, inventory, rules, format, output } => {
+            let files = results.iter().map(|p| merge::read(p)).collect::<Result<Vec<_>, _>>()?;
+            let (origin, recorded_inv) = merge::common_setup(&files, rules.is_none(), inventory.is_none())?;
+            let rules = rules_for_report(rules.as_deref(), origin.as_deref())?;
+            let inv_path = inventory.or_else(|| recorded_inv.map(PathBuf::from));
+            let inv = inv_path.as_deref().map(Inventory::load).transpose()?;
+            let merged = merge::merge(&rules, inv.as_ref(), &files)?;
+            let inv_name = inv_path.as_ref().map(|p| p.display().to_string());
+            let data = report::ReportData {
+                rules: &rules,
+                inventory: inv_name.as_deref(),
+                result: &merged.result,
+                sources: &merged.sources,
+            };
+            write_report(format, output.as_deref(), &data)?;
+            Ok(report::exit_status(&merged.result))
+        }
         Command::Audit { captures, common, inventory, format, output, events, no_progress } => {
             let rules = load_rules(common.rules.as_deref())?;
             let inv = inventory.as_deref().map(Inventory::load).transpose()?;
@@ -300,17 +372,9 @@ fn run(cli: Cli) -> Result<u8, Error> {
                 bar.finish_and_clear();
             }
             let inv_name = inventory.as_ref().map(|p| p.display().to_string());
-            let mut out: Box<dyn Write> = match &output {
-                Some(p) => Box::new(BufWriter::new(File::create(p).map_err(write_err(&p.display().to_string()))?)),
-                None => Box::new(BufWriter::new(io::stdout().lock())),
-            };
-            let what = output.as_ref().map_or("standard output".to_string(), |p| p.display().to_string());
-            match format {
-                Format::Text => report::write_text(&mut out, &rules, inv_name.as_deref(), &result),
-                Format::Json => report::write_json(&mut out, &rules, inv_name.as_deref(), &result),
-            }
-            .and_then(|_| out.flush())
-            .map_err(|source| Error::Write { what: what.clone(), source })?;
+            let data =
+                report::ReportData { rules: &rules, inventory: inv_name.as_deref(), result: &result, sources: &[] };
+            write_report(format, output.as_deref(), &data)?;
             if let (Some(path), Some(records)) = (&events, &result.records) {
                 let mut ev = BufWriter::new(File::create(path).map_err(write_err(&path.display().to_string()))?);
                 report::write_events(&mut ev, &rules, &result, records)

@@ -41,6 +41,53 @@ pub fn rfc3339(ts: Ts) -> String {
     format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}Z", sod / 3600, sod / 60 % 60, sod % 60)
 }
 
+/// The inverse of [`rfc3339`] for the times it writes (UTC, "Z", any
+/// number of fraction digits up to 6): `None` for anything else.
+pub fn parse_rfc3339(t: &str) -> Option<Ts> {
+    let b = t.as_bytes();
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| t.get(r)?.parse::<i64>().ok();
+    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hh, mm, ss) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    let rest = t.get(19..)?.strip_suffix('Z')?;
+    let micros = match rest.strip_prefix('.') {
+        Some(f) if !f.is_empty() && f.len() <= 6 && f.bytes().all(|c| c.is_ascii_digit()) => {
+            f.parse::<i64>().ok()? * 10i64.pow(6 - f.len() as u32)
+        }
+        None if rest.is_empty() => 0,
+        _ => return None,
+    };
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || hh > 23 || mm > 59 || ss > 60 {
+        return None;
+    }
+    // Howard Hinnant's days_from_civil.
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = if m > 2 { m - 3 } else { m + 9 };
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(((days * 86_400 + hh * 3600 + mm * 60 + ss) * 1_000_000) + micros)
+}
+
+/// The LINKTYPE_ value of a name [`linktype_name`] wrote (RAW is 101).
+pub fn linktype_number(name: &str) -> Option<i32> {
+    Some(match name {
+        "NULL" => 0,
+        "EN10MB" => 1,
+        "RAW" => 101,
+        "LOOP" => 108,
+        "LINUX_SLL" => 113,
+        "IPV4" => 228,
+        "IPV6" => 229,
+        "LINUX_SLL2" => 276,
+        other => other.strip_prefix("LINKTYPE_")?.split(' ').next()?.parse().ok()?,
+    })
+}
+
 fn linktype_name(lt: i32) -> String {
     match lt {
         0 => "NULL".into(),
@@ -76,6 +123,31 @@ struct JsonReport<'a> {
     summary: JsonSummary,
     flows: Vec<JsonFlow>,
     missing: Vec<JsonMissing>,
+    observed: JsonObserved,
+    /// The results a `kscflow report` merged (absent for one audit).
+    #[serde(skip_serializing_if = "<[Source]>::is_empty")]
+    sources: &'a [Source],
+}
+
+/// What the judgement rested on besides the conversations, so that
+/// `kscflow report` can merge results and judge them again.
+#[derive(Serialize)]
+struct JsonObserved {
+    /// Addresses seen inside the inventory's networks (CIDR entries).
+    network_members: Vec<String>,
+    /// Link-layer broadcast destinations.
+    broadcast: Vec<String>,
+}
+
+/// One result merged into a report: a JSON file of `audit` or `live`, and
+/// the captures (files or interfaces) it was made from.
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
+pub struct Source {
+    pub result: String,
+    pub captures: Vec<String>,
+    pub packets: u64,
+    pub first_timestamp: Option<String>,
+    pub last_timestamp: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -145,45 +217,49 @@ struct JsonSummary {
 }
 
 #[derive(Serialize)]
-struct JsonTls {
-    version: Option<String>,
-    min_version: Option<String>,
-    sni: Option<String>,
-    hellos: u64,
-    unparsed: u64,
+pub(crate) struct JsonTls {
+    pub(crate) version: Option<String>,
+    pub(crate) min_version: Option<String>,
+    pub(crate) sni: Option<String>,
+    pub(crate) hellos: u64,
+    pub(crate) unparsed: u64,
+    /// The versions as numbers (0x0303 = TLS 1.2), exact where the name
+    /// is "unknown".
+    pub(crate) version_number: Option<u16>,
+    pub(crate) min_version_number: Option<u16>,
 }
 
 #[derive(Serialize)]
-struct JsonFlow {
-    client: String,
-    client_name: Option<String>,
-    server: String,
-    server_name: Option<String>,
-    server_port: u16,
-    transport: &'static str,
-    connections: u64,
-    packets: u64,
-    bytes: u64,
-    packets_to_server: u64,
-    packets_to_client: u64,
-    bytes_to_server: u64,
-    bytes_to_client: u64,
-    first_seen: String,
-    last_seen: String,
-    client_role: String,
-    server_role: String,
-    client_roles: Vec<&'static str>,
-    server_roles: Vec<&'static str>,
-    tls: Option<JsonTls>,
-    plaintext_connections: u64,
-    outcomes: BTreeMap<&'static str, u64>,
-    direction: BTreeMap<&'static str, u64>,
-    rule: Option<String>,
+pub(crate) struct JsonFlow {
+    pub(crate) client: String,
+    pub(crate) client_name: Option<String>,
+    pub(crate) server: String,
+    pub(crate) server_name: Option<String>,
+    pub(crate) server_port: u16,
+    pub(crate) transport: &'static str,
+    pub(crate) connections: u64,
+    pub(crate) packets: u64,
+    pub(crate) bytes: u64,
+    pub(crate) packets_to_server: u64,
+    pub(crate) packets_to_client: u64,
+    pub(crate) bytes_to_server: u64,
+    pub(crate) bytes_to_client: u64,
+    pub(crate) first_seen: String,
+    pub(crate) last_seen: String,
+    pub(crate) client_role: String,
+    pub(crate) server_role: String,
+    pub(crate) client_roles: Vec<&'static str>,
+    pub(crate) server_roles: Vec<&'static str>,
+    pub(crate) tls: Option<JsonTls>,
+    pub(crate) plaintext_connections: u64,
+    pub(crate) outcomes: BTreeMap<&'static str, u64>,
+    pub(crate) direction: BTreeMap<&'static str, u64>,
+    pub(crate) rule: Option<String>,
     /// The inventory `[[allow]]` entry that accepted it, if any.
-    allow: Option<String>,
-    verdict: Verdict,
-    reason: String,
-    seed: Vec<u32>,
+    pub(crate) allow: Option<String>,
+    pub(crate) verdict: Verdict,
+    pub(crate) reason: String,
+    pub(crate) seed: Vec<u32>,
 }
 
 #[derive(Serialize)]
@@ -202,7 +278,8 @@ fn roles_list(h: &HostView) -> Vec<&'static str> {
     shown.iter().filter(|r| *r != crate::rules::Role::Any).map(|r| r.name()).collect()
 }
 
-fn flow_json(rules: &RuleSet, j: &Judged) -> JsonFlow {
+/// The JSON record of a conversation (also the CSV row).
+pub(crate) fn flow_json(rules: &RuleSet, j: &Judged) -> JsonFlow {
     let s = &j.stats;
     let rule = j.rule.map(|i| &rules.rules[i]);
     let tls = (s.tls_hellos + s.tls_unparsed > 0).then(|| JsonTls {
@@ -211,6 +288,8 @@ fn flow_json(rules: &RuleSet, j: &Judged) -> JsonFlow {
         sni: s.sni.as_deref().map(str::to_owned),
         hellos: s.tls_hellos,
         unparsed: s.tls_unparsed,
+        version_number: s.tls_max.map(|v| v.0),
+        min_version_number: s.tls_min.map(|v| v.0),
     });
     JsonFlow {
         client: j.key.client.to_string(),
@@ -244,8 +323,25 @@ fn flow_json(rules: &RuleSet, j: &Judged) -> JsonFlow {
     }
 }
 
+/// What a report is written from: one audit, or several results merged by
+/// `kscflow report` (then `sources` lists them).
+#[derive(Clone, Copy)]
+pub struct ReportData<'a> {
+    pub rules: &'a RuleSet,
+    /// The inventory's path, when one was given.
+    pub inventory: Option<&'a str>,
+    pub result: &'a AuditResult,
+    pub sources: &'a [Source],
+}
+
 /// Writes the JSON document (DESIGN.md "Contracts").
 pub fn write_json(out: &mut dyn Write, rules: &RuleSet, inventory: Option<&str>, r: &AuditResult) -> io::Result<()> {
+    write_json_report(out, &ReportData { rules, inventory, result: r, sources: &[] })
+}
+
+/// Writes the JSON document of an audit or a merge.
+pub fn write_json_report(out: &mut dyn Write, d: &ReportData<'_>) -> io::Result<()> {
+    let (rules, inventory, r) = (d.rules, d.inventory, d.result);
     let a = &r.assessment;
     let c = &r.capture;
     let count = |v: Verdict| a.flows.iter().filter(|j| j.verdict == v).count();
@@ -317,6 +413,11 @@ pub fn write_json(out: &mut dyn Write, rules: &RuleSet, inventory: Option<&str>,
                 seed: m.seed.clone(),
             })
             .collect(),
+        observed: JsonObserved {
+            network_members: a.seen_in_networks.iter().map(|a| a.to_string()).collect(),
+            broadcast: a.l2_broadcast.iter().map(|a| a.to_string()).collect(),
+        },
+        sources: d.sources,
     };
     serde_json::to_writer_pretty(&mut *out, &doc)?;
     writeln!(out)
@@ -328,7 +429,8 @@ fn out_of_scope_total(r: &AuditResult) -> (u64, u64, u64) {
     (o.connections, o.packets, o.bytes)
 }
 
-fn thousands(n: u64) -> String {
+/// Integers with thousands separators ("1,234,567").
+pub fn thousands(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::with_capacity(s.len() + s.len() / 3);
     for (i, ch) in s.chars().enumerate() {
@@ -600,6 +702,25 @@ mod tests {
         assert_eq!(rfc3339(1_768_467_600_000_000), "2026-01-15T09:00:00.000000Z");
         assert_eq!(rfc3339(-1), "1969-12-31T23:59:59.999999Z");
         assert_eq!(rfc3339(951_782_400_000_000), "2000-02-29T00:00:00.000000Z");
+    }
+
+    #[test]
+    fn rfc3339_parses_back() {
+        for ts in [0, 1_768_467_600_000_000, -1, 951_782_400_000_000, 1_768_467_600_123_456, 4_102_444_799_999_999] {
+            assert_eq!(parse_rfc3339(&rfc3339(ts)), Some(ts), "{}", rfc3339(ts));
+        }
+        assert_eq!(parse_rfc3339("2026-01-15T09:00:00Z"), Some(1_768_467_600_000_000));
+        assert_eq!(parse_rfc3339("2026-01-15T09:00:00.5Z"), Some(1_768_467_600_500_000));
+        assert_eq!(parse_rfc3339("2026-01-15 09:00:00Z"), None);
+        assert_eq!(parse_rfc3339("2026-13-15T09:00:00Z"), None);
+        assert_eq!(parse_rfc3339("2026-01-15T09:00:00+01:00"), None);
+    }
+
+    #[test]
+    fn linktypes_parse_back() {
+        for lt in [0, 1, 101, 108, 113, 228, 229, 276, 147] {
+            assert_eq!(linktype_number(&linktype_name(lt)), Some(lt));
+        }
     }
 
     #[test]

@@ -1,0 +1,338 @@
+//! `kscflow report`: several JSON results of `audit` or `live` (several
+//! captures, several sensors) merged into one, judged again.
+//!
+//! Nothing is classified here. The JSON of each flow carries every counter
+//! of its [`ConvStats`] (per direction, per outcome, per way the initiator
+//! was decided, TLS versions and server name), and the result carries the
+//! addresses seen in the inventory's networks and the link-layer broadcast
+//! destinations; so the conversation map of all the inputs is rebuilt,
+//! summed key by key, and handed to [`classify::assess`] over the combined
+//! time window: the same judgement an audit of all the captures in one run
+//! makes, `missing` included.
+//!
+//! One limit: a result lists only the conversations it judged in scope.
+//! With an inventory that is all that matters (scope depends on the
+//! inventory, which is the same for every input); without one, a
+//! conversation on a shared port (443, 8080, the DBMS ports) that only the
+//! union's inferred roles would bring into scope is not in any input.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::audit::{AuditResult, CaptureFacts, FileFacts};
+use crate::capture::live::Drops;
+use crate::classify;
+use crate::conversation::{ConvKey, ConvStats, OutOfScope};
+use crate::decode::Skip;
+use crate::flow::{Direction, Outcome, Ts};
+use crate::inventory::Inventory;
+use crate::report::{linktype_number, parse_rfc3339, Source};
+use crate::rules::{RuleSet, Transport};
+use crate::tls::TlsVersion;
+
+/// Why results could not be merged: each says which file and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum MergeError {
+    #[error("{path}: cannot read: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}:{line}:{column}: not a kscflow JSON result ({message}); give files written by `kscflow audit --format json` or `kscflow live -o`")]
+    NotAResult { path: PathBuf, line: usize, column: usize, message: String },
+    #[error("{path}: flow {index}: {message}")]
+    Flow { path: PathBuf, index: usize, message: String },
+    #[error("{first} was judged with {a}, {second} with {b}: pass --{flag} to judge all of them with one")]
+    Disagree { flag: &'static str, first: PathBuf, a: String, second: PathBuf, b: String },
+}
+
+/// One result file, read.
+pub struct ResultFile {
+    pub path: PathBuf,
+    doc: Doc,
+}
+
+#[derive(Deserialize)]
+struct Doc {
+    rules: DocRules,
+    inventory: Option<String>,
+    capture: DocCapture,
+    summary: DocSummary,
+    flows: Vec<DocFlow>,
+    #[serde(default)]
+    observed: DocObserved,
+    #[serde(default)]
+    sources: Vec<Source>,
+}
+
+#[derive(Deserialize)]
+struct DocRules {
+    origin: String,
+}
+
+#[derive(Deserialize)]
+struct DocCapture {
+    files: Vec<DocFile>,
+    packets: u64,
+    bytes: u64,
+    first_timestamp: Option<String>,
+    last_timestamp: Option<String>,
+    #[serde(default)]
+    skipped: BTreeMap<String, u64>,
+    drops: Option<DocDrops>,
+    #[serde(default)]
+    flow_table: DocFlowTable,
+}
+
+#[derive(Deserialize)]
+struct DocFile {
+    path: String,
+    packets: u64,
+    bytes: u64,
+    #[serde(default)]
+    link_types: Vec<String>,
+    error: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct DocDrops {
+    received: u64,
+    dropped: u64,
+    interface_dropped: u64,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct DocFlowTable {
+    peak_flows: u64,
+    timed_out: u64,
+    evicted: u64,
+    fragments_matched: u64,
+    fragments_not_tracked: u64,
+    hellos_not_reassembled: u64,
+}
+
+#[derive(Deserialize)]
+struct DocSummary {
+    out_of_scope_connections: u64,
+    out_of_scope_packets: u64,
+    out_of_scope_bytes: u64,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct DocObserved {
+    network_members: Vec<IpAddr>,
+    broadcast: Vec<IpAddr>,
+}
+
+#[derive(Deserialize)]
+struct DocFlow {
+    client: IpAddr,
+    server: IpAddr,
+    server_port: u16,
+    transport: Transport,
+    connections: u64,
+    packets_to_server: u64,
+    packets_to_client: u64,
+    bytes_to_server: u64,
+    bytes_to_client: u64,
+    first_seen: String,
+    last_seen: String,
+    tls: Option<DocTls>,
+    plaintext_connections: u64,
+    outcomes: BTreeMap<String, u64>,
+    direction: BTreeMap<String, u64>,
+}
+
+#[derive(Deserialize)]
+struct DocTls {
+    version: Option<String>,
+    min_version: Option<String>,
+    version_number: Option<u16>,
+    min_version_number: Option<u16>,
+    sni: Option<String>,
+    hellos: u64,
+    unparsed: u64,
+}
+
+/// Reads one result file.
+pub fn read(path: &Path) -> Result<ResultFile, MergeError> {
+    let text = std::fs::read_to_string(path).map_err(|source| MergeError::Read { path: path.to_path_buf(), source })?;
+    let doc: Doc = serde_json::from_str(&text).map_err(|e| MergeError::NotAResult {
+        path: path.to_path_buf(),
+        line: e.line(),
+        column: e.column(),
+        message: e.to_string(),
+    })?;
+    Ok(ResultFile { path: path.to_path_buf(), doc })
+}
+
+impl ResultFile {
+    /// The rules file the result was judged with (`<built-in …>` for the
+    /// compiled-in table).
+    pub fn rules_origin(&self) -> &str {
+        &self.doc.rules.origin
+    }
+    /// The inventory the result was judged with, if any.
+    pub fn inventory(&self) -> Option<&str> {
+        self.doc.inventory.as_deref()
+    }
+}
+
+/// The rules origin and inventory path all `files` were judged with; an
+/// error naming two that differ (the user then passes `--rules` or
+/// `--inventory`). `check_rules`/`check_inventory` false skip a check the
+/// command line made moot.
+pub fn common_setup(
+    files: &[ResultFile],
+    check_rules: bool,
+    check_inventory: bool,
+) -> Result<(Option<String>, Option<String>), MergeError> {
+    let Some(first) = files.first() else { return Ok((None, None)) };
+    for f in &files[1..] {
+        if check_rules && f.rules_origin() != first.rules_origin() {
+            return Err(MergeError::Disagree {
+                flag: "rules",
+                first: first.path.clone(),
+                a: format!("the rules {}", first.rules_origin()),
+                second: f.path.clone(),
+                b: format!("the rules {}", f.rules_origin()),
+            });
+        }
+        if check_inventory && f.inventory() != first.inventory() {
+            let name = |i: Option<&str>| {
+                i.map_or("no inventory (roles inferred)".to_string(), |p| format!("the inventory {p}"))
+            };
+            return Err(MergeError::Disagree {
+                flag: "inventory",
+                first: first.path.clone(),
+                a: name(first.inventory()),
+                second: f.path.clone(),
+                b: name(f.inventory()),
+            });
+        }
+    }
+    Ok((Some(first.rules_origin().to_string()), first.inventory().map(str::to_string)))
+}
+
+fn version(number: Option<u16>, name: Option<&str>) -> Option<TlsVersion> {
+    number.map(TlsVersion).or_else(|| {
+        let name = name?;
+        [TlsVersion::SSL2, TlsVersion::SSL3, TlsVersion::TLS10, TlsVersion::TLS11, TlsVersion::TLS12, TlsVersion::TLS13]
+            .into_iter()
+            .find(|v| v.name() == name)
+    })
+}
+
+/// A flow of the JSON back into its key and counters.
+fn conversation(f: &DocFlow) -> Result<(ConvKey, ConvStats), String> {
+    let ts = |t: &str| parse_rfc3339(t).ok_or_else(|| format!("{t:?} is not a time kscflow writes"));
+    let mut outcomes = [0u64; 4];
+    for (k, n) in &f.outcomes {
+        let o = Outcome::ALL.iter().position(|o| o.key() == k).ok_or_else(|| format!("unknown outcome {k:?}"))?;
+        outcomes[o] = *n;
+    }
+    let mut directions = [0u64; 5];
+    for (k, n) in &f.direction {
+        let d = Direction::ALL.iter().position(|d| d.key() == k).ok_or_else(|| format!("unknown direction {k:?}"))?;
+        directions[d] = *n;
+    }
+    let tls = f.tls.as_ref();
+    let key = ConvKey { client: f.client, server: f.server, transport: f.transport, server_port: f.server_port };
+    let stats = ConvStats {
+        connections: f.connections,
+        packets: [f.packets_to_server, f.packets_to_client],
+        bytes: [f.bytes_to_server, f.bytes_to_client],
+        first_ts: ts(&f.first_seen)?,
+        last_ts: ts(&f.last_seen)?,
+        outcomes,
+        directions,
+        tls_hellos: tls.map_or(0, |t| t.hellos),
+        tls_unparsed: tls.map_or(0, |t| t.unparsed),
+        plaintext: f.plaintext_connections,
+        tls_min: tls.and_then(|t| version(t.min_version_number, t.min_version.as_deref())),
+        tls_max: tls.and_then(|t| version(t.version_number, t.version.as_deref())),
+        sni: tls.and_then(|t| t.sni.as_deref()).map(Into::into),
+    };
+    Ok((key, stats))
+}
+
+/// Results merged and judged again, with the sources they came from.
+pub struct Merged {
+    pub result: AuditResult,
+    pub sources: Vec<Source>,
+}
+
+/// Merges `files` and judges the union with `rules` and `inventory`.
+pub fn merge(rules: &RuleSet, inventory: Option<&Inventory>, files: &[ResultFile]) -> Result<Merged, MergeError> {
+    let mut convs: hashbrown::HashMap<ConvKey, ConvStats> = hashbrown::HashMap::new();
+    let mut seen = BTreeSet::new();
+    let mut broadcast = BTreeSet::new();
+    let mut capture = CaptureFacts::default();
+    let mut out_of_scope = OutOfScope::default();
+    let mut sources = Vec::new();
+    for file in files {
+        let d = &file.doc;
+        for (index, f) in d.flows.iter().enumerate() {
+            let (k, s) =
+                conversation(f).map_err(|message| MergeError::Flow { path: file.path.clone(), index, message })?;
+            convs.entry(k).or_default().merge(&s);
+        }
+        seen.extend(d.observed.network_members.iter().copied());
+        broadcast.extend(d.observed.broadcast.iter().copied());
+        let c = &d.capture;
+        let (first, last): (Option<Ts>, Option<Ts>) =
+            (c.first_timestamp.as_deref().and_then(parse_rfc3339), c.last_timestamp.as_deref().and_then(parse_rfc3339));
+        capture.first_ts = first.into_iter().chain(capture.first_ts).min();
+        capture.last_ts = last.into_iter().chain(capture.last_ts).max();
+        capture.packets += c.packets;
+        capture.bytes += c.bytes;
+        capture.files.extend(c.files.iter().map(|f| FileFacts {
+            path: PathBuf::from(&f.path),
+            packets: f.packets,
+            bytes: f.bytes,
+            linktypes: f.link_types.iter().filter_map(|l| linktype_number(l)).collect(),
+            error: f.error.clone(),
+        }));
+        for s in Skip::ALL {
+            capture.skipped.0[s as usize] += c.skipped.get(s.key()).copied().unwrap_or(0);
+        }
+        if let Some(dr) = &c.drops {
+            let t = capture.drops.get_or_insert_with(Drops::default);
+            t.received += dr.received;
+            t.dropped += dr.dropped;
+            t.if_dropped += dr.interface_dropped;
+        }
+        let ft = &c.flow_table;
+        let fl = &mut capture.flows;
+        fl.peak_flows = fl.peak_flows.max(ft.peak_flows);
+        fl.timed_out += ft.timed_out;
+        fl.evicted += ft.evicted;
+        fl.fragments_matched += ft.fragments_matched;
+        fl.fragments_dropped += ft.fragments_not_tracked;
+        fl.hellos_not_reassembled += ft.hellos_not_reassembled;
+        out_of_scope.connections += d.summary.out_of_scope_connections;
+        out_of_scope.packets += d.summary.out_of_scope_packets;
+        out_of_scope.bytes += d.summary.out_of_scope_bytes;
+        if d.sources.is_empty() {
+            sources.push(Source {
+                result: file.path.display().to_string(),
+                captures: c.files.iter().map(|f| f.path.clone()).collect(),
+                packets: c.packets,
+                first_timestamp: c.first_timestamp.clone(),
+                last_timestamp: c.last_timestamp.clone(),
+            });
+        } else {
+            // A merged result merged again: its own sources, not itself.
+            sources.extend(d.sources.iter().cloned());
+        }
+    }
+    let assessment = classify::assess(rules, inventory, &convs, &seen, &broadcast, capture.duration_secs());
+    // The inputs' out-of-scope counts already hold what their judgement
+    // left out; what this one leaves out is added by the report writers.
+    Ok(Merged {
+        result: AuditResult { capture, assessment, records: None, capture_out_of_scope: out_of_scope },
+        sources,
+    })
+}
