@@ -184,6 +184,10 @@ enum Format {
     Md,
     /// One row per conversation, for spreadsheets.
     Csv,
+    /// One self-contained page with the topology picture, for auditors.
+    Html,
+    /// The topology picture for Graphviz.
+    Dot,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -258,6 +262,8 @@ fn write_report(format: Format, output: Option<&Path>, data: &report::ReportData
         Format::Json => report::write_json_report(&mut out, data),
         Format::Md => render::markdown::write(&mut out, data),
         Format::Csv => render::csv::write(&mut out, data),
+        Format::Html => render::html::write(&mut out, data),
+        Format::Dot => render::topology::write_dot(&mut out, data),
     }
     .and_then(|_| out.flush())
     .map_err(|source| Error::Write { what, source })

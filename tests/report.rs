@@ -309,3 +309,143 @@ fn each_seed_scheme_fixture_matches_its_own_scheme_best() {
         assert!(md.contains(&format!("matches best the seed's scheme **{topic}**")), "{topic}:\n{md}");
     }
 }
+
+/// The inline SVG of an HTML report.
+fn svg_of(html: &str) -> &str {
+    let start = html.find("<svg").expect("an inline SVG");
+    &html[start..html.find("</svg>").unwrap() + 6]
+}
+
+/// Sums `attr="N"` over the SVG, and counts its occurrences.
+fn attr_sum(svg: &str, attr: &str) -> (usize, usize) {
+    let pat = format!("{attr}=\"");
+    let mut parts = svg.split(&pat).skip(1);
+    let mut sum = 0;
+    let mut n = 0;
+    for p in parts.by_ref() {
+        sum += p[..p.find('"').unwrap()].parse::<usize>().unwrap();
+        n += 1;
+    }
+    (sum, n)
+}
+
+/// Nothing in the page can load anything: no script, no external
+/// reference (the SVG namespace is a name, never fetched).
+fn assert_self_contained(html: &str) {
+    let lower = html.to_lowercase();
+    for bad in ["<script", "<link", "<img", "<iframe", "@import", "url(http", "src=", "href=\"http"] {
+        assert!(!lower.contains(bad), "found {bad:?}");
+    }
+    let without_ns = lower.replace("xmlns=\"http://www.w3.org/2000/svg\"", "");
+    assert!(!without_ns.contains("http://") && !without_ns.contains("https://"), "an absolute URL in the page");
+}
+
+#[test]
+fn html_is_self_contained_with_one_arrow_per_conversation_and_a_dashed_one_per_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["scheme-183039", "scheme-183056", "wrong-roles", "missing-agent", "noinventory", "unanswered-syn"] {
+        let (v, html) = audit_both(dir.path(), name, "html");
+        assert_self_contained(&html);
+        let svg = svg_of(&html);
+        let conversations = v["summary"]["conversations"].as_u64().unwrap() as usize;
+        let missing = v["missing"].as_array().unwrap().len();
+        // Small sites: no folding, so one arrow per conversation.
+        let (sum, arrows) = attr_sum(svg, "data-conversations");
+        assert_eq!((sum, arrows), (conversations, conversations), "{name}");
+        let (msum, dashed) = attr_sum(svg, "data-missing");
+        assert_eq!(msum, missing, "{name}");
+        assert_eq!(svg.matches("stroke-dasharray").count(), dashed, "{name}: only missing arrows are dashed");
+        assert_eq!(dashed, missing, "{name}: one dashed arrow per missing expectation");
+        for section in
+            ["Findings, worst first", "Missing expectations", "Per rule", "Per host", "Capture", "Deployment scheme"]
+        {
+            assert!(html.contains(&format!("<h2>{section}</h2>")), "{name}: {section}");
+        }
+        // Every finding is in the findings table.
+        let flagged = v["flows"].as_array().unwrap().iter().filter(|f| f["verdict"] != "expected").count();
+        let findings = html
+            .split("<table class=\"findings\">")
+            .nth(1)
+            .map_or(0, |t| t[..t.find("</table>").unwrap()].matches("<tr>").count() - 1);
+        assert_eq!(findings, flagged, "{name}");
+    }
+}
+
+#[test]
+fn dot_has_an_edge_per_conversation_and_dashed_missing_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let (v, dot) = audit_both(dir.path(), "missing-agent", "dot");
+    assert!(dot.starts_with("digraph kscflow {"));
+    assert!(dot.trim_end().ends_with('}'));
+    let edges = dot.lines().filter(|l| l.contains(" -> ")).count();
+    let missing = v["missing"].as_array().unwrap().len();
+    assert_eq!(edges, v["summary"]["conversations"].as_u64().unwrap() as usize + missing);
+    assert_eq!(dot.lines().filter(|l| l.contains("style=dashed")).count(), missing);
+}
+
+/// A JSON result as `audit` writes it, for a big site made up here: 2,000
+/// managed devices syncing with one AS, 50 of them also opening TCP 13000
+/// to a neighbour (unexpected: agent to agent).
+fn big_site_result(inventory: &Path) -> Value {
+    let flow = |client: String, server: &str, port: u16| {
+        serde_json::json!({
+            "client": client, "server": server, "server_port": port, "transport": "tcp",
+            "connections": 3, "packets": 30, "bytes": 3000,
+            "packets_to_server": 15, "packets_to_client": 15, "bytes_to_server": 1500, "bytes_to_client": 1500,
+            "first_seen": "2026-01-15T09:00:00.000000Z", "last_seen": "2026-01-15T09:50:00.000000Z",
+            "tls": {"version": "TLS 1.3", "min_version": "TLS 1.3", "sni": null, "hellos": 3, "unparsed": 0,
+                    "version_number": 772, "min_version_number": 772},
+            "plaintext_connections": 0,
+            "outcomes": {"answered": 3, "refused": 0, "unanswered": 0, "one_way": 0},
+            "direction": {"syn": 3},
+        })
+    };
+    let dev = |i: usize| format!("10.1.{}.{}", i / 200, i % 200 + 10);
+    let mut flows: Vec<Value> = (0..2000).map(|i| flow(dev(i), "10.0.0.10", 13000)).collect();
+    flows.extend((0..50).map(|i| flow(dev(i), &dev(i + 1000), 13000)));
+    serde_json::json!({
+        "rules": {"origin": "<built-in rules/ksc-14.2.toml>"},
+        "inventory": inventory.to_str().unwrap(),
+        "roles_source": "inventory",
+        "capture": {"files": [{"path": "big.pcap", "packets": 61500, "bytes": 6150000, "link_types": ["EN10MB"], "error": null}],
+                    "packets": 61500, "bytes": 6150000,
+                    "first_timestamp": "2026-01-15T09:00:00.000000Z", "last_timestamp": "2026-01-15T09:50:00.000000Z"},
+        "summary": {"out_of_scope_connections": 0, "out_of_scope_packets": 0, "out_of_scope_bytes": 0},
+        "flows": flows,
+    })
+}
+
+#[test]
+fn a_site_of_2000_devices_and_50_findings_folds_into_a_readable_picture() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (input, inv) = (d.join("big.json"), d.join("site.toml"));
+    std::fs::write(
+        &inv,
+        "[[host]]\nname = \"ksc01\"\naddr = \"10.0.0.10\"\nrole = \"administration-server\"\n\n\
+         [[host]]\nname = \"offices\"\naddr = \"10.1.0.0/16\"\nrole = \"managed-device\"\n",
+    )
+    .unwrap();
+    std::fs::write(&input, serde_json::to_vec(&big_site_result(&inv)).unwrap()).unwrap();
+    let (merged, html) = (d.join("m.json"), d.join("m.html"));
+    run_to(&["report", "--format", "json", input.to_str().unwrap()], &merged);
+    run_to(&["report", "--format", "html", input.to_str().unwrap()], &html);
+    let v = json(&merged);
+    assert_eq!(v["summary"]["conversations"], 2050);
+    assert_eq!(v["summary"]["unexpected"], 50, "{}", v["summary"]);
+    let html = std::fs::read_to_string(&html).unwrap();
+    assert_self_contained(&html);
+    let svg = svg_of(&html);
+    // Every conversation is accounted for by some arrow …
+    let (sum, arrows) = attr_sum(svg, "data-conversations");
+    assert_eq!(sum, 2050);
+    // … but the picture has few boxes and arrows, and fits a wide screen.
+    let boxes = svg.matches("<g class=\"node").count();
+    assert!(boxes <= 20, "{boxes} boxes");
+    assert!(arrows <= 30, "{arrows} arrows");
+    let width: f64 = svg.split("width=\"").nth(1).unwrap().split('"').next().unwrap().parse().unwrap();
+    assert!(width <= 2600.0, "{width} px wide");
+    // The per-host table folds the devices without findings into one row.
+    assert!(html.contains("hosts without findings"), "folded host row");
+    assert!(html.matches("<tr>").count() < 2050 + 200, "no row per device in the host table");
+}

@@ -9,9 +9,11 @@
 //! records [`crate::report::flow_json`] builds for the CSV too).
 
 pub mod csv;
+pub mod html;
 
 pub mod markdown;
 pub mod scheme;
+pub mod topology;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
