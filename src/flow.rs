@@ -381,6 +381,10 @@ struct Conn {
     state: u8,
     /// The client sent to the link-layer broadcast address.
     to_broadcast: bool,
+    /// The key has an entry in the closing queue: closing again (a new
+    /// connection on the tuple) adds none, so the queue holds one entry per
+    /// connection at most however often a tuple is reused.
+    queued: bool,
     vlan: u16,
     /// The client's initial sequence number: a SYN with another one is a
     /// new attempt, not a retransmission.
@@ -493,7 +497,10 @@ impl FlowTable {
                 };
                 if stale || restart {
                     self.stats.timed_out += u64::from(stale);
+                    let queued = c.queued;
                     let old = std::mem::replace(self.map.value_mut(i), new_conn(p, from_lo, ts, scope));
+                    // The tuple's closing-queue entry, if any, now serves the new one.
+                    self.map.value_mut(i).queued = queued;
                     sink.closed(record(&key, old, &mut self.hellos));
                 }
                 i
@@ -540,7 +547,8 @@ impl FlowTable {
             if f & F::RST != 0 {
                 c.state |= RST;
             }
-            if !was_closed && is_closed(c.state) {
+            if !was_closed && is_closed(c.state) && !c.queued {
+                c.queued = true;
                 self.closing.push_back((ts.saturating_add(self.cfg.tcp_closed_linger), key));
             }
         }
@@ -626,14 +634,17 @@ impl FlowTable {
     fn retire_closed<S: ConnSink>(&mut self, now: Ts, sink: &mut S) {
         let Some((_, key)) = self.closing.pop_front() else { return };
         let linger = self.cfg.tcp_closed_linger;
-        match self.map.get(&key) {
-            Some(c) if is_closed(c.state) && c.last_ts.saturating_add(linger) <= now => {
-                let c = self.map.remove(&key).expect("present");
-                sink.closed(record(&key, c, &mut self.hellos));
-            }
-            Some(c) if is_closed(c.state) => self.closing.push_back((c.last_ts.saturating_add(linger), key)),
-            // Gone already (swept, evicted, replaced by a new connection).
-            _ => {}
+        let Some(i) = self.map.find(&key) else { return }; // gone already (swept, evicted)
+        let c = self.map.value_mut(i);
+        if !is_closed(c.state) {
+            // A new connection on the tuple, open: it queues when it closes.
+            c.queued = false;
+        } else if c.last_ts.saturating_add(linger) <= now {
+            let c = self.map.remove(&key).expect("present");
+            sink.closed(record(&key, c, &mut self.hellos));
+        } else {
+            // Packets came since: back in line.
+            self.closing.push_back((c.last_ts.saturating_add(linger), key));
         }
     }
 
@@ -728,6 +739,7 @@ fn placeholder() -> Conn {
         direction: Direction::FirstPacket,
         state: 0,
         to_broadcast: false,
+        queued: false,
         vlan: 0,
         isn: 0,
         next_seq: 0,
@@ -771,6 +783,7 @@ fn new_conn(p: &Packet<'_>, from_lo: bool, ts: Ts, scope: &impl Scope) -> Conn {
         direction,
         state: if midstream { MIDSTREAM } else { 0 } | if in_scope { 0 } else { OUT_OF_SCOPE },
         to_broadcast: false,
+        queued: false,
         vlan: p.vlan,
         isn: 0,
         next_seq: 0,
@@ -1146,6 +1159,27 @@ mod tests {
         assert!(out.iter().all(|r| r.tls == TlsSeen::TlsUnparsed));
         // Every buffer came back.
         assert_eq!(t.hellos.free.len(), t.hellos.bufs.len());
+    }
+
+    #[test]
+    fn regression_a_tuple_reused_within_the_linger_queues_once() {
+        // Found by the steady-state bench: each new connection on a tuple
+        // that closes within the 5 s linger queued the key again, and past
+        // 2 x entries + 1024 queued the whole queue was rescanned on every
+        // packet (200 ms per 59k packets). SYN/RST on one tuple, 100k times
+        // in one second, must leave one queue entry.
+        let mut t = FlowTable::new(FlowConfig::default());
+        let mut out = Vec::new();
+        for i in 0..100_000u32 {
+            feed(&mut t, &mut out, 2 * i as Ts, &tcp(C, S, 50000, 13000, F::SYN, i * 7, b""));
+            feed(&mut t, &mut out, 2 * i as Ts + 1, &tcp(S, C, 13000, 50000, F::RST | F::ACK, 0, b""));
+        }
+        assert_eq!((t.len(), t.closing.len()), (1, 1));
+        assert_eq!(out.len(), 99_999);
+        assert!(out.iter().all(|r| r.outcome == Outcome::Refused));
+        // The linger still ends it.
+        t.advance(10 * SEC, &mut |r| out.push(r));
+        assert_eq!((t.len(), out.len()), (0, 100_000));
     }
 
     #[test]
