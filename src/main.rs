@@ -258,7 +258,7 @@ fn write_report(format: Format, output: Option<&Path>, data: &report::ReportData
     };
     let what = output.map_or("standard output".to_string(), |p| p.display().to_string());
     match format {
-        Format::Text => report::write_text(&mut out, data.rules, data.inventory, data.result),
+        Format::Text => report::write_text_report(&mut out, data),
         Format::Json => report::write_json_report(&mut out, data),
         Format::Md => render::markdown::write(&mut out, data),
         Format::Csv => render::csv::write(&mut out, data),
@@ -349,12 +349,14 @@ fn run(cli: Cli) -> Result<u8, Error> {
             Ok(report::exit_status(&result))
         }
         Command::Report { results, inventory, rules, format, output } => {
-            let files = results.iter().map(|p| merge::read(p)).collect::<Result<Vec<_>, _>>()?;
-            let (origin, recorded_inv) = merge::common_setup(&files, rules.is_none(), inventory.is_none())?;
-            let rules = rules_for_report(rules.as_deref(), origin.as_deref())?;
-            let inv_path = inventory.or_else(|| recorded_inv.map(PathBuf::from));
+            let mut merger = merge::Merger::new(rules.is_none(), inventory.is_none());
+            for path in &results {
+                merger.add(merge::read(path)?)?;
+            }
+            let rules = rules_for_report(rules.as_deref(), merger.rules_origin())?;
+            let inv_path = inventory.or_else(|| merger.inventory().map(PathBuf::from));
             let inv = inv_path.as_deref().map(Inventory::load).transpose()?;
-            let merged = merge::merge(&rules, inv.as_ref(), &files)?;
+            let merged = merger.finish(&rules, inv.as_ref());
             let inv_name = inv_path.as_ref().map(|p| p.display().to_string());
             let data = report::ReportData {
                 rules: &rules,

@@ -6,9 +6,10 @@
 //! was decided, TLS versions and server name), and the result carries the
 //! addresses seen in the inventory's networks and the link-layer broadcast
 //! destinations; so the conversation map of all the inputs is rebuilt,
-//! summed key by key, and handed to [`classify::assess`] over the combined
-//! time window: the same judgement an audit of all the captures in one run
-//! makes, `missing` included.
+//! summed key by key ([`Merger::add`], one file at a time), and handed to
+//! [`classify::assess`] over the combined time window ([`Merger::finish`]):
+//! the same judgement an audit of all the captures in one run makes,
+//! `missing` included.
 //!
 //! One limit: a result lists only the conversations it judged in scope.
 //! With an inventory that is all that matters (scope depends on the
@@ -158,8 +159,8 @@ struct DocTls {
 
 /// Reads one result file.
 pub fn read(path: &Path) -> Result<ResultFile, MergeError> {
-    let text = std::fs::read_to_string(path).map_err(|source| MergeError::Read { path: path.to_path_buf(), source })?;
-    let doc: Doc = serde_json::from_str(&text).map_err(|e| MergeError::NotAResult {
+    let bytes = std::fs::read(path).map_err(|source| MergeError::Read { path: path.to_path_buf(), source })?;
+    let doc: Doc = serde_json::from_slice(&bytes).map_err(|e| MergeError::NotAResult {
         path: path.to_path_buf(),
         line: e.line(),
         column: e.column(),
@@ -168,54 +169,8 @@ pub fn read(path: &Path) -> Result<ResultFile, MergeError> {
     Ok(ResultFile { path: path.to_path_buf(), doc })
 }
 
-impl ResultFile {
-    /// The rules file the result was judged with (`<built-in …>` for the
-    /// compiled-in table).
-    pub fn rules_origin(&self) -> &str {
-        &self.doc.rules.origin
-    }
-    /// The inventory the result was judged with, if any.
-    pub fn inventory(&self) -> Option<&str> {
-        self.doc.inventory.as_deref()
-    }
-}
-
-/// The rules origin and inventory path all `files` were judged with; an
-/// error naming two that differ (the user then passes `--rules` or
-/// `--inventory`). `check_rules`/`check_inventory` false skip a check the
-/// command line made moot.
-pub fn common_setup(
-    files: &[ResultFile],
-    check_rules: bool,
-    check_inventory: bool,
-) -> Result<(Option<String>, Option<String>), MergeError> {
-    let Some(first) = files.first() else { return Ok((None, None)) };
-    for f in &files[1..] {
-        if check_rules && f.rules_origin() != first.rules_origin() {
-            return Err(MergeError::Disagree {
-                flag: "rules",
-                first: first.path.clone(),
-                a: format!("the rules {}", first.rules_origin()),
-                second: f.path.clone(),
-                b: format!("the rules {}", f.rules_origin()),
-            });
-        }
-        if check_inventory && f.inventory() != first.inventory() {
-            let name = |i: Option<&str>| {
-                i.map_or("no inventory (roles inferred)".to_string(), |p| format!("the inventory {p}"))
-            };
-            return Err(MergeError::Disagree {
-                flag: "inventory",
-                first: first.path.clone(),
-                a: name(first.inventory()),
-                second: f.path.clone(),
-                b: name(f.inventory()),
-            });
-        }
-    }
-    Ok((Some(first.rules_origin().to_string()), first.inventory().map(str::to_string)))
-}
-
+/// A TLS version from its number, else its name (results written before
+/// the numbers were).
 fn version(number: Option<u16>, name: Option<&str>) -> Option<TlsVersion> {
     number.map(TlsVersion).or_else(|| {
         let name = name?;
@@ -264,24 +219,82 @@ pub struct Merged {
     pub sources: Vec<Source>,
 }
 
-/// Merges `files` and judges the union with `rules` and `inventory`.
-pub fn merge(rules: &RuleSet, inventory: Option<&Inventory>, files: &[ResultFile]) -> Result<Merged, MergeError> {
-    let mut convs: hashbrown::HashMap<ConvKey, ConvStats> = hashbrown::HashMap::new();
-    let mut seen = BTreeSet::new();
-    let mut broadcast = BTreeSet::new();
-    let mut capture = CaptureFacts::default();
-    let mut out_of_scope = OutOfScope::default();
-    let mut sources = Vec::new();
-    for file in files {
-        let d = &file.doc;
-        for (index, f) in d.flows.iter().enumerate() {
-            let (k, s) =
-                conversation(f).map_err(|message| MergeError::Flow { path: file.path.clone(), index, message })?;
-            convs.entry(k).or_default().merge(&s);
+/// Folds result files in one at a time (each file's flows are dropped once
+/// summed, so memory is the conversation map plus the largest file), then
+/// judges the union.
+#[derive(Default)]
+pub struct Merger {
+    convs: hashbrown::HashMap<ConvKey, ConvStats>,
+    seen: BTreeSet<IpAddr>,
+    broadcast: BTreeSet<IpAddr>,
+    capture: CaptureFacts,
+    out_of_scope: OutOfScope,
+    sources: Vec<Source>,
+    /// The first file's path, rules origin and inventory: the others must
+    /// agree unless the command line overrides them.
+    first: Option<(PathBuf, String, Option<String>)>,
+    check_rules: bool,
+    check_inventory: bool,
+}
+
+impl Merger {
+    /// `check_rules`/`check_inventory` false when `--rules`/`--inventory`
+    /// make the results' own irrelevant.
+    pub fn new(check_rules: bool, check_inventory: bool) -> Merger {
+        Merger { check_rules, check_inventory, ..Merger::default() }
+    }
+
+    /// The rules file the results were judged with (`<built-in …>` for the
+    /// compiled-in table).
+    pub fn rules_origin(&self) -> Option<&str> {
+        self.first.as_ref().map(|f| f.1.as_str())
+    }
+
+    /// The inventory the results were judged with, if any.
+    pub fn inventory(&self) -> Option<&str> {
+        self.first.as_ref().and_then(|f| f.2.as_deref())
+    }
+
+    /// Folds one result in; an error when it was judged with other rules or
+    /// another inventory than the first (the user then passes `--rules` or
+    /// `--inventory`), or a flow cannot be read back.
+    pub fn add(&mut self, file: ResultFile) -> Result<(), MergeError> {
+        let d = file.doc;
+        let path = file.path;
+        match &self.first {
+            None => self.first = Some((path.clone(), d.rules.origin.clone(), d.inventory.clone())),
+            Some((first, origin, inv)) => {
+                if self.check_rules && *origin != d.rules.origin {
+                    return Err(MergeError::Disagree {
+                        flag: "rules",
+                        first: first.clone(),
+                        a: format!("the rules {origin}"),
+                        second: path,
+                        b: format!("the rules {}", d.rules.origin),
+                    });
+                }
+                if self.check_inventory && *inv != d.inventory {
+                    let name = |i: &Option<String>| {
+                        i.as_ref().map_or("no inventory (roles inferred)".to_string(), |p| format!("the inventory {p}"))
+                    };
+                    return Err(MergeError::Disagree {
+                        flag: "inventory",
+                        first: first.clone(),
+                        a: name(inv),
+                        second: path,
+                        b: name(&d.inventory),
+                    });
+                }
+            }
         }
-        seen.extend(d.observed.network_members.iter().copied());
-        broadcast.extend(d.observed.broadcast.iter().copied());
+        for (index, f) in d.flows.iter().enumerate() {
+            let (k, s) = conversation(f).map_err(|message| MergeError::Flow { path: path.clone(), index, message })?;
+            self.convs.entry(k).or_default().merge(&s);
+        }
+        self.seen.extend(d.observed.network_members.iter().copied());
+        self.broadcast.extend(d.observed.broadcast.iter().copied());
         let c = &d.capture;
+        let capture = &mut self.capture;
         let (first, last): (Option<Ts>, Option<Ts>) =
             (c.first_timestamp.as_deref().and_then(parse_rfc3339), c.last_timestamp.as_deref().and_then(parse_rfc3339));
         capture.first_ts = first.into_iter().chain(capture.first_ts).min();
@@ -312,12 +325,14 @@ pub fn merge(rules: &RuleSet, inventory: Option<&Inventory>, files: &[ResultFile
         fl.fragments_matched += ft.fragments_matched;
         fl.fragments_dropped += ft.fragments_not_tracked;
         fl.hellos_not_reassembled += ft.hellos_not_reassembled;
-        out_of_scope.connections += d.summary.out_of_scope_connections;
-        out_of_scope.packets += d.summary.out_of_scope_packets;
-        out_of_scope.bytes += d.summary.out_of_scope_bytes;
+        // The inputs' out-of-scope counts already hold what their judgement
+        // left out; what this one leaves out is added by the report writers.
+        self.out_of_scope.connections += d.summary.out_of_scope_connections;
+        self.out_of_scope.packets += d.summary.out_of_scope_packets;
+        self.out_of_scope.bytes += d.summary.out_of_scope_bytes;
         if d.sources.is_empty() {
-            sources.push(Source {
-                result: file.path.display().to_string(),
+            self.sources.push(Source {
+                result: path.display().to_string(),
                 captures: c.files.iter().map(|f| f.path.clone()).collect(),
                 packets: c.packets,
                 first_timestamp: c.first_timestamp.clone(),
@@ -325,14 +340,24 @@ pub fn merge(rules: &RuleSet, inventory: Option<&Inventory>, files: &[ResultFile
             });
         } else {
             // A merged result merged again: its own sources, not itself.
-            sources.extend(d.sources.iter().cloned());
+            self.sources.extend(d.sources);
+        }
+        Ok(())
+    }
+
+    /// Judges the union with `rules` and `inventory` over the combined
+    /// time window.
+    pub fn finish(self, rules: &RuleSet, inventory: Option<&Inventory>) -> Merged {
+        let assessment =
+            classify::assess(rules, inventory, &self.convs, &self.seen, &self.broadcast, self.capture.duration_secs());
+        Merged {
+            result: AuditResult {
+                capture: self.capture,
+                assessment,
+                records: None,
+                capture_out_of_scope: self.out_of_scope,
+            },
+            sources: self.sources,
         }
     }
-    let assessment = classify::assess(rules, inventory, &convs, &seen, &broadcast, capture.duration_secs());
-    // The inputs' out-of-scope counts already hold what their judgement
-    // left out; what this one leaves out is added by the report writers.
-    Ok(Merged {
-        result: AuditResult { capture, assessment, records: None, capture_out_of_scope: out_of_scope },
-        sources,
-    })
 }

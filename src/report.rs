@@ -488,6 +488,13 @@ fn seed_text(seed: &[u32]) -> String {
 
 /// Writes the terminal summary: worst first.
 pub fn write_text(out: &mut dyn Write, rules: &RuleSet, inventory: Option<&str>, r: &AuditResult) -> io::Result<()> {
+    write_text_report(out, &ReportData { rules, inventory, result: r, sources: &[] })
+}
+
+/// Writes the terminal summary of an audit or a merge (which first lists
+/// the results it merged).
+pub fn write_text_report(out: &mut dyn Write, d: &ReportData<'_>) -> io::Result<()> {
+    let (rules, inventory, r) = (d.rules, d.inventory, d.result);
     let a = &r.assessment;
     let c = &r.capture;
     let span = match (c.first_ts, c.last_ts) {
@@ -499,7 +506,21 @@ pub fn write_text(out: &mut dyn Write, rules: &RuleSet, inventory: Option<&str>,
         ),
         _ => "no timestamps".into(),
     };
-    writeln!(out, "kscflow audit: {} file(s), {} packets, {} UTC", c.files.len(), thousands(c.packets), span)?;
+    if d.sources.is_empty() {
+        writeln!(out, "kscflow audit: {} file(s), {} packets, {} UTC", c.files.len(), thousands(c.packets), span)?;
+    } else {
+        writeln!(
+            out,
+            "kscflow report: {} result(s) merged, {} capture(s), {} packets, {} UTC",
+            d.sources.len(),
+            c.files.len(),
+            thousands(c.packets),
+            span
+        )?;
+        for s in d.sources {
+            writeln!(out, "  {}: {}", s.result, s.captures.join(", "))?;
+        }
+    }
     match (a.roles_source, inventory) {
         (RolesSource::Inventory, Some(p)) => writeln!(out, "Roles: from the inventory {p}")?,
         _ => writeln!(out, "Roles: INFERRED from the traffic (no inventory given); check them with `kscflow discover` and pass --inventory")?,

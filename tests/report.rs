@@ -299,6 +299,11 @@ fn report_writes_markdown_and_csv_of_a_merge() {
     assert_eq!(facts.iter().filter(|r| r[0] == "Result merged").count(), 2);
     let text = std::fs::read_to_string(&csv_out).unwrap();
     assert_eq!(csv::Reader::from_reader(text.as_bytes()).records().count(), n);
+    // The terminal summary names the merge and its results.
+    let o = run(&[&["report"][..], &inputs].concat());
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.starts_with("kscflow report: 2 result(s) merged, 2 capture(s)"), "{out}");
+    assert!(out.contains(&format!("{}: {}", inputs[0], fixture("legacy-14000.pcap").display())), "{out}");
 }
 
 #[test]

@@ -134,6 +134,9 @@ pub fn write(out: &mut dyn Write, data: &ReportData<'_>) -> io::Result<()> {
         if !best.not_in_scheme.is_empty() {
             h.push_str(&format!("<li>Seen, not in the scheme: {}</li>", xml(&best.not_in_scheme.join(", "))));
         }
+        if c.unexpected > 0 {
+            h.push_str(&format!("<li>In no scheme: {} unexpected conversation(s), under Findings</li>", c.unexpected));
+        }
         let others: Vec<String> =
             m.scheme.ranked[1..].iter().map(|s| format!("{} {:.0} %", s.topic, s.score * 100.0)).collect();
         h.push_str(&format!("<li>The other schemes: {}</li></ul>", others.join(", ")));

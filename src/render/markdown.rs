@@ -63,6 +63,9 @@ pub fn write(out: &mut dyn Write, data: &ReportData<'_>) -> io::Result<()> {
         if !best.not_in_scheme.is_empty() {
             writeln!(out, "- Seen, not in the scheme: {}", best.not_in_scheme.join(", "))?;
         }
+        if c.unexpected > 0 {
+            writeln!(out, "- In no scheme: {} unexpected conversation(s), under Findings", c.unexpected)?;
+        }
         let others: Vec<String> =
             m.scheme.ranked[1..].iter().map(|s| format!("{} {:.0} %", s.topic, s.score * 100.0)).collect();
         writeln!(out, "- The other schemes: {}", others.join(", "))?;

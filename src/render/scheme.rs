@@ -85,8 +85,9 @@ pub struct SchemeScore {
     pub title: &'static str,
     /// Jaccard similarity, 0..=1.
     pub score: f64,
-    /// In the scheme's diagram but not seen.
-    pub not_seen: Vec<&'static str>,
+    /// In the scheme's diagram but not seen: rule ids with the scheme's
+    /// flow numbers ("openapi (#9)").
+    pub not_seen: Vec<String>,
     /// Seen, but not in the scheme's diagram.
     pub not_in_scheme: Vec<String>,
 }
@@ -115,6 +116,14 @@ fn scheme_flow(id: &str) -> &str {
     }
 }
 
+/// "openapi (#9)": a rule id with the flow numbers the schemes give it.
+fn with_flows(data: &ReportData<'_>, id: &str) -> String {
+    match data.rules.rules.iter().find(|r| r.id == id).filter(|r| !r.flows.is_empty()) {
+        Some(r) => format!("{id} ({})", r.flows.join(", ")),
+        None => id.to_string(),
+    }
+}
+
 /// Scores every scheme against the rules the traffic met.
 pub fn best_match(data: &ReportData<'_>) -> SchemeMatch {
     let universe: BTreeSet<&str> = SCHEMES.iter().flat_map(|s| s.rules()).collect();
@@ -140,8 +149,12 @@ pub fn best_match(data: &ReportData<'_>) -> SchemeMatch {
                 topic: s.topic,
                 title: s.title,
                 score: if either == 0 { 0.0 } else { shared as f64 / either as f64 },
-                not_seen: rules.iter().filter(|r| !seen.contains(**r)).copied().collect(),
-                not_in_scheme: seen.iter().filter(|r| !rules.contains(r.as_str())).cloned().collect(),
+                not_seen: rules.iter().filter(|r| !seen.contains(**r)).map(|r| with_flows(data, r)).collect(),
+                not_in_scheme: seen
+                    .iter()
+                    .filter(|r| !rules.contains(r.as_str()))
+                    .map(|r| with_flows(data, r))
+                    .collect(),
             }
         })
         .collect();
