@@ -15,7 +15,9 @@
 //! With an inventory that is all that matters (scope depends on the
 //! inventory, which is the same for every input); without one, a
 //! conversation on a shared port (443, 8080, the DBMS ports) that only the
-//! union's inferred roles would bring into scope is not in any input.
+//! union's inferred roles would bring into scope is not in any input. And a
+//! connection that one capture's end cut in two counts twice here, once in
+//! a joint audit (which reads the files as one capture).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;

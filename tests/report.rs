@@ -408,6 +408,8 @@ fn big_site_result(inventory: &Path) -> Value {
     let dev = |i: usize| format!("10.1.{}.{}", i / 200, i % 200 + 10);
     let mut flows: Vec<Value> = (0..2000).map(|i| flow(dev(i), "10.0.0.10", 13000)).collect();
     flows.extend((0..50).map(|i| flow(dev(i), &dev(i + 1000), 13000)));
+    // And each device's activation request (TCP 17000).
+    flows.extend((0..2000).map(|i| flow(dev(i), "10.0.0.10", 17000)));
     serde_json::json!({
         "rules": {"origin": "<built-in rules/ksc-14.2.toml>"},
         "inventory": inventory.to_str().unwrap(),
@@ -436,14 +438,14 @@ fn a_site_of_2000_devices_and_50_findings_folds_into_a_readable_picture() {
     run_to(&["report", "--format", "json", input.to_str().unwrap()], &merged);
     run_to(&["report", "--format", "html", input.to_str().unwrap()], &html);
     let v = json(&merged);
-    assert_eq!(v["summary"]["conversations"], 2050);
+    assert_eq!(v["summary"]["conversations"], 4050);
     assert_eq!(v["summary"]["unexpected"], 50, "{}", v["summary"]);
     let html = std::fs::read_to_string(&html).unwrap();
     assert_self_contained(&html);
     let svg = svg_of(&html);
     // Every conversation is accounted for by some arrow …
     let (sum, arrows) = attr_sum(svg, "data-conversations");
-    assert_eq!(sum, 2050);
+    assert_eq!(sum, 4050);
     // … but the picture has few boxes and arrows, and fits a wide screen.
     let boxes = svg.matches("<g class=\"node").count();
     assert!(boxes <= 20, "{boxes} boxes");
@@ -452,5 +454,11 @@ fn a_site_of_2000_devices_and_50_findings_folds_into_a_readable_picture() {
     assert!(width <= 2600.0, "{width} px wide");
     // The per-host table folds the devices without findings into one row.
     assert!(html.contains("hosts without findings"), "folded host row");
+    // The page lists every finding but not all 4,000 expected conversations.
+    let listed = html.split("<table class=\"conversations\">").nth(1).unwrap();
+    let listed = &listed[..listed.find("</table>").unwrap()];
+    assert_eq!(listed.matches("<td class=\"v unexpected\">").count(), 50);
+    assert_eq!(listed.matches("<td class=\"v expected\">").count(), 2000);
+    assert!(html.contains("first 2,000 of 4,000 expected ones"), "says what it left out");
     assert!(html.matches("<tr>").count() < 2050 + 200, "no row per device in the host table");
 }

@@ -67,6 +67,9 @@ fn prose(s: &str) -> String {
     out
 }
 
+/// Expected conversations listed at most in the page (beyond: the CSV).
+pub const MAX_EXPECTED_ROWS: usize = 2000;
+
 fn verdict_cell(v: Verdict) -> String {
     format!(r#"<td class="v {}">{}</td>"#, v.name(), v.name())
 }
@@ -222,8 +225,31 @@ pub fn write(out: &mut dyn Write, data: &ReportData<'_>) -> io::Result<()> {
     }
     h.push_str("</tbody></table>");
 
-    h.push_str("\n<h2>All conversations</h2><table class=\"conversations\"><thead><tr><th>verdict</th><th>client</th><th>server</th><th>port</th><th>connections</th><th>TLS</th><th>rule</th></tr></thead><tbody>");
-    for j in &data.result.assessment.flows {
+    // Every flagged conversation; the expected ones up to a page count a
+    // reader (or a printer) can take: the per-rule table sums them all and
+    // the CSV lists them all.
+    let flows = &data.result.assessment.flows;
+    let expected = flows.iter().filter(|j| j.verdict == Verdict::Expected).count();
+    let cut = expected.saturating_sub(MAX_EXPECTED_ROWS);
+    let title = if cut > 0 { "Conversations" } else { "All conversations" };
+    h.push_str(&format!("\n<h2>{title}</h2>"));
+    if cut > 0 {
+        h.push_str(&format!(
+            "<p>Every flagged conversation and the first {} of {} expected ones; <code>--format csv</code> lists all {}.</p>",
+            thousands(MAX_EXPECTED_ROWS as u64),
+            thousands(expected as u64),
+            thousands(flows.len() as u64)
+        ));
+    }
+    h.push_str("<table class=\"conversations\"><thead><tr><th>verdict</th><th>client</th><th>server</th><th>port</th><th>connections</th><th>TLS</th><th>rule</th></tr></thead><tbody>");
+    let mut shown_expected = 0;
+    for j in flows {
+        if j.verdict == Verdict::Expected {
+            shown_expected += 1;
+            if shown_expected > MAX_EXPECTED_ROWS {
+                continue;
+            }
+        }
         h.push_str(&format!(
             r#"<tr>{}<td>{}</td><td>{}</td><td>{} {}</td><td class="num">{}</td><td>{}</td><td>{}</td></tr>"#,
             verdict_cell(j.verdict),
