@@ -415,6 +415,14 @@ pub fn svg(g: &Graph) -> String {
         *pair_count.entry((e.from.min(e.to), e.from.max(e.to))).or_default() += 1;
     }
     let mut pair_seen: BTreeMap<(usize, usize), usize> = BTreeMap::new();
+    // Arrows per box: a label sits nearer the end with fewer arrows, away
+    // from the hub (the server) where they would pile up.
+    let mut degree = vec![0usize; g.nodes.len()];
+    for e in &g.edges {
+        degree[e.from] += 1;
+        degree[e.to] += 1;
+    }
+    let mut labels_at = vec![0usize; g.nodes.len()];
     for e in &g.edges {
         let pair = (e.from.min(e.to), e.from.max(e.to));
         let k = *pair_seen.entry(pair).and_modify(|k| *k += 1).or_insert(0);
@@ -463,7 +471,22 @@ pub fn svg(g: &Graph) -> String {
                 bend -= 40.0 + len * 0.15;
             }
             let (cx, cy) = (mx - dy / len * bend, my + dx / len * bend);
-            let (lx, ly) = (0.25 * ax + 0.5 * cx + 0.25 * bx, 0.25 * ay + 0.5 * cy + 0.25 * by);
+            // Several arrows leaving one box stagger their labels.
+            let (anchor, near) = match degree[e.from].cmp(&degree[e.to]) {
+                std::cmp::Ordering::Less => (e.from, true),
+                std::cmp::Ordering::Equal => (e.from, false),
+                std::cmp::Ordering::Greater => (e.to, true),
+            };
+            let nth = labels_at[anchor];
+            labels_at[anchor] += 1;
+            let step = 0.14 * (nth % 3) as f64;
+            let t = match (near, anchor == e.from) {
+                (false, _) => 0.5,
+                (true, true) => 0.28 + step,
+                (true, false) => 0.72 - step,
+            };
+            let (wa, wc, wb) = ((1.0 - t) * (1.0 - t), 2.0 * (1.0 - t) * t, t * t);
+            let (lx, ly) = (wa * ax + wc * cx + wb * bx, wa * ay + wc * cy + wb * by);
             (format!("M{ax:.1},{ay:.1} Q{cx:.1},{cy:.1} {bx:.1},{by:.1}"), lx, ly)
         };
         let (attr, count_attr) = match e.verdict {
