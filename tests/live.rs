@@ -158,7 +158,8 @@ fn live_loopback_tls_plaintext_udp_and_privilege_drop() {
     // Finished connections reach the events file once their 5 s linger
     // passes, on the wall clock when the interface is quiet.
     let deadline = Instant::now() + Duration::from_secs(15);
-    while std::fs::read_to_string(&events).unwrap_or_default().matches("\"server_port\":13000").count() < 2 {
+    let written = |e: &str| e.matches("\"server_port\":13000").count() == 2 && e.contains("\"server_port\":14000");
+    while !written(&std::fs::read_to_string(&events).unwrap_or_default()) {
         assert!(Instant::now() < deadline, "no events written; kscflow said:\n{}", live.log.join("\n"));
         std::thread::sleep(Duration::from_millis(100));
     }
