@@ -137,7 +137,7 @@ pub enum TlsSeen {
 
 /// A server name from a ClientHello. Shared: a site's clients name the same
 /// few servers again and again, so each name is allocated once per table
-/// (see [`Hellos`]) and a connection holds a reference to it.
+/// (see `Hellos`) and a connection holds a reference to it.
 pub type Sni = std::sync::Arc<str>;
 
 /// A finished connection.
@@ -415,7 +415,7 @@ pub struct FlowStats {
     /// First fragments not remembered because the fragment table was full.
     pub fragments_dropped: u64,
     /// ClientHellos spanning segments not reassembled because
-    /// [`MAX_HELLOS_BUFFERING`] were being reassembled already.
+    /// `MAX_HELLOS_BUFFERING` (65,536) were being reassembled already.
     pub hellos_not_reassembled: u64,
 }
 
@@ -565,7 +565,7 @@ impl FlowTable {
     }
 
     /// Moves the table's clock to `ts`: closed connections past their
-    /// linger and, every [`SWEEP_EVERY`], idle ones leave. Every packet
+    /// linger and, every `SWEEP_EVERY` (10 s), idle ones leave. Every packet
     /// does this; a live capture also does it when no packet comes, so
     /// that a quiet interface still finishes its connections.
     #[inline]

@@ -1,6 +1,6 @@
 //! `kscflow live`: the audit's engine on a network interface, for weeks.
 //!
-//! One engine, two sources: frames come from [`capture::live`] instead of
+//! One engine, two sources: frames come from [`crate::capture::live`] instead of
 //! files and go through the same [`Engine`] as an audit, so a verdict means
 //! the same thing in both. What differs is time:
 //!
