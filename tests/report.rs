@@ -250,6 +250,11 @@ fn markdown_tables_parse_and_hold_every_conversation_and_finding() {
             assert_eq!(table(&tables, "Missing expectations").len(), missing, "{name}");
             assert!(md.contains("only when the answered KSC traffic spans"), "{name}: the window caveat");
         }
+        // The Mermaid picture: an arrow per conversation, a dotted one per
+        // missing expectation (small sites fold nothing).
+        let picture = md.split("```mermaid\n").nth(1).unwrap().split("```").next().unwrap();
+        assert_eq!(picture.lines().filter(|l| l.contains(" -->|")).count(), n("conversations"), "{name}");
+        assert_eq!(picture.lines().filter(|l| l.contains(" -.->|")).count(), missing, "{name}");
         let per_rule: usize = table(&tables, "Per rule").iter().map(|r| r[2].parse::<usize>().unwrap()).sum();
         assert_eq!(per_rule, n("conversations"), "{name}");
         assert!(!table(&tables, "Per host").is_empty());

@@ -48,6 +48,12 @@ pub fn write(out: &mut dyn Write, data: &ReportData<'_>) -> io::Result<()> {
             .collect::<Vec<_>>(),
     )?;
 
+    // The picture, for the wikis that draw Mermaid (and `--format dot` or
+    // html for the others).
+    writeln!(out, "\n## Topology\n")?;
+    writeln!(out, "Arrows go from the host that opened the connection to the one that answered; dotted: missing.\n")?;
+    writeln!(out, "```mermaid\n{}```", super::topology::mermaid(&super::topology::graph(data)))?;
+
     if let Some(best) = m.scheme.best() {
         writeln!(out, "\n## Deployment scheme\n")?;
         writeln!(

@@ -605,3 +605,34 @@ pub fn dot(g: &Graph) -> String {
 pub fn write_dot(out: &mut dyn std::io::Write, data: &ReportData<'_>) -> std::io::Result<()> {
     out.write_all(dot(&graph(data)).as_bytes())
 }
+
+/// The picture as a Mermaid flowchart, which GitHub, GitLab and many wikis
+/// draw from a fenced `mermaid` block in Markdown: a subgraph per band,
+/// solid arrows for conversations, dotted for missing expectations,
+/// coloured by verdict.
+pub fn mermaid(g: &Graph) -> String {
+    // Mermaid labels are quoted; its own entity syntax escapes quotes.
+    let q = |s: &str| s.replace('"', "#quot;");
+    let mut s = String::from("flowchart TB\n");
+    for (li, lane) in Lane::ALL.iter().enumerate() {
+        let ids: Vec<usize> = (0..g.nodes.len()).filter(|&i| g.nodes[i].lane == *lane).collect();
+        if ids.is_empty() {
+            continue;
+        }
+        let _ = writeln!(s, "  subgraph lane{li}[\"{}\"]", q(lane.title()));
+        for i in ids {
+            let n = &g.nodes[i];
+            let _ = writeln!(s, "    n{i}[\"{}<br/>{}\"]", q(&n.title), q(&n.subtitle));
+        }
+        s.push_str("  end\n");
+    }
+    for e in &g.edges {
+        let label = if e.count > 1 { format!("{} ×{}", e.label, e.count) } else { e.label.clone() };
+        let arrow = if e.verdict.is_none() { "-.->" } else { "-->" };
+        let _ = writeln!(s, "  n{} {arrow}|\"{}\"| n{}", e.from, q(&label), e.to);
+    }
+    for (k, e) in g.edges.iter().enumerate() {
+        let _ = writeln!(s, "  linkStyle {k} stroke:{},stroke-width:2px", colour(e.verdict));
+    }
+    s
+}
