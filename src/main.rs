@@ -273,8 +273,29 @@ fn write_report(format: Format, output: Option<&Path>, data: &report::ReportData
 fn rules_for_report(given: Option<&Path>, recorded: Option<&str>) -> Result<RuleSet, Error> {
     match (given, recorded) {
         (Some(p), _) => RuleSet::load(p),
-        (None, Some(o)) if o != kscflow::rules::BUILTIN_NAME => RuleSet::load(Path::new(o)),
+        (None, Some(o)) if o != kscflow::rules::BUILTIN_NAME => RuleSet::load(Path::new(o)).map_err(|e| {
+            merge::MergeError::Recorded { what: "rules", flag: "rules", path: o.into(), source: Box::new(e) }.into()
+        }),
         _ => Ok(RuleSet::builtin()),
+    }
+}
+
+/// The inventory a merge judges with: `--inventory`, else the one the
+/// results name (none when their roles were inferred).
+fn inventory_for_report(given: Option<PathBuf>, recorded: Option<&str>) -> Result<Option<(Inventory, String)>, Error> {
+    match (given, recorded) {
+        (Some(p), _) => Ok(Some((Inventory::load(&p)?, p.display().to_string()))),
+        (None, Some(r)) => match Inventory::load(Path::new(r)) {
+            Ok(inv) => Ok(Some((inv, r.to_string()))),
+            Err(e) => Err(merge::MergeError::Recorded {
+                what: "inventory",
+                flag: "inventory",
+                path: r.into(),
+                source: Box::new(e),
+            }
+            .into()),
+        },
+        (None, None) => Ok(None),
     }
 }
 
@@ -354,10 +375,9 @@ fn run(cli: Cli) -> Result<u8, Error> {
                 merger.add(merge::read(path)?)?;
             }
             let rules = rules_for_report(rules.as_deref(), merger.rules_origin())?;
-            let inv_path = inventory.or_else(|| merger.inventory().map(PathBuf::from));
-            let inv = inv_path.as_deref().map(Inventory::load).transpose()?;
-            let merged = merger.finish(&rules, inv.as_ref());
-            let inv_name = inv_path.as_ref().map(|p| p.display().to_string());
+            let inv = inventory_for_report(inventory, merger.inventory())?;
+            let merged = merger.finish(&rules, inv.as_ref().map(|(i, _)| i));
+            let inv_name = inv.as_ref().map(|(_, name)| name.clone());
             let data = report::ReportData {
                 rules: &rules,
                 inventory: inv_name.as_deref(),

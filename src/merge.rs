@@ -45,6 +45,10 @@ pub enum MergeError {
     NotAResult { path: PathBuf, line: usize, column: usize, message: String },
     #[error("{path}: flow {index}: {message}")]
     Flow { path: PathBuf, index: usize, message: String },
+    #[error(
+        "the results were judged with the {what} {path}, which cannot be used here ({source}); pass --{flag} FILE"
+    )]
+    Recorded { what: &'static str, flag: &'static str, path: String, source: Box<crate::Error> },
     #[error("{first} was judged with {a}, {second} with {b}: pass --{flag} to judge all of them with one")]
     Disagree { flag: &'static str, first: PathBuf, a: String, second: PathBuf, b: String },
 }

@@ -166,6 +166,27 @@ fn report_refuses_what_is_not_a_result_and_results_judged_differently() {
     // Given once for all, the merge runs.
     let o = run(&["report", "-i", inv.to_str().unwrap(), a.to_str().unwrap(), b.to_str().unwrap()]);
     assert!(matches!(o.status.code(), Some(0 | 1)), "{}", stderr(&o));
+
+    // A result that names its inventory by a relative path, read from
+    // elsewhere: the message says which file and what to pass.
+    let rel = d.join("rel.json");
+    let o = kscflow()
+        .current_dir(fixture(""))
+        .args(["audit", "-i", "legacy-14000.inventory.toml", "legacy-14000.pcap", "--format", "json"])
+        .args(["-o", rel.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(matches!(o.status.code(), Some(0 | 1)), "{}", stderr(&o));
+    let o = kscflow().current_dir(d).args(["report", rel.to_str().unwrap()]).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let e = stderr(&o);
+    assert!(
+        e.contains("judged with the inventory legacy-14000.inventory.toml") && e.contains("pass --inventory"),
+        "{e}"
+    );
+    let o =
+        kscflow().current_dir(d).args(["report", "-i", inv.to_str().unwrap(), rel.to_str().unwrap()]).output().unwrap();
+    assert!(matches!(o.status.code(), Some(0 | 1)), "{}", stderr(&o));
 }
 
 /// Audits `name` (with its inventory when there is one) as JSON and in
