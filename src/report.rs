@@ -73,7 +73,7 @@ pub fn parse_rfc3339(t: &str) -> Option<Ts> {
     Some(((days * 86_400 + hh * 3600 + mm * 60 + ss) * 1_000_000) + micros)
 }
 
-/// The LINKTYPE_ value of a name [`linktype_name`] wrote (RAW is 101).
+/// The LINKTYPE_ value of a name `linktype_name` wrote (RAW is 101).
 pub fn linktype_number(name: &str) -> Option<i32> {
     Some(match name {
         "NULL" => 0,

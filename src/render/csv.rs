@@ -1,6 +1,6 @@
 //! The conversations as CSV for spreadsheets: one row per conversation,
 //! the fields of the JSON contract's flow records (the same
-//! [`flow_json`] builds both), nested ones flattened (`tls_version`,
+//! `flow_json` builds both), nested ones flattened (`tls_version`,
 //! `outcome_refused`, `direction_syn`), lists joined with `;`.
 
 use std::io::{self, Write};

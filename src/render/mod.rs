@@ -6,7 +6,7 @@
 //! the missing expectations, the per-rule and per-host tables and the
 //! capture facts are computed here once, so the formats differ in markup
 //! only and cannot disagree with each other (or with the JSON, whose flow
-//! records [`crate::report::flow_json`] builds for the CSV too).
+//! records `report::flow_json` builds for the CSV too).
 
 pub mod csv;
 pub mod html;

@@ -29,7 +29,7 @@ const INTERNET: [&str; 7] = ["webconsole", "fcm", "apns", "mobile", "mobile-acti
 pub struct Scheme {
     pub topic: u32,
     pub title: &'static str,
-    /// Rule ids beyond [`COMMON`].
+    /// Rule ids beyond the flows every scheme shows.
     pub extra: &'static [&'static str],
     pub internet: bool,
 }
