@@ -154,20 +154,25 @@ impl Scope for KscScope<'_> {
 
     /// Ports decide most; an inventory adds flows between two of its hosts
     /// where the server serves KSC (classify decides the rest; this only
-    /// keeps LAN chatter between workstations out).
+    /// keeps LAN chatter between workstations out). On a shared port (443,
+    /// the DBMS ports) a flow is KSC's only with KSC infrastructure on a
+    /// side (DESIGN.md): with an inventory that is known now, so a span
+    /// port's web browsing is counted, not kept; without one, the roles are
+    /// inferred at the end and every such flow is kept until then.
     fn may_be_ksc(&self, client: IpAddr, server: IpAddr, t: Transport, port: u16) -> bool {
-        if self.rules.ksc_ports.contains(t, port) || self.rules.shared_ports.contains(t, port) {
+        let infra = |a: IpAddr| match self.inventory {
+            Some(inv) => inv
+                .lookup(a)
+                .is_some_and(|l| !l.is_broadcast && self.rules.expand(l.host.roles).intersects(Role::INFRASTRUCTURE)),
+            None => false,
+        };
+        if self.rules.shared_ports.contains(t, port) {
+            return self.inventory.is_none() || infra(client) || infra(server);
+        }
+        if self.rules.ksc_ports.contains(t, port) {
             return true;
         }
-        match self.inventory {
-            Some(inv) => {
-                inv.lookup(client).is_some()
-                    && inv
-                        .lookup(server)
-                        .is_some_and(|l| self.rules.expand(l.host.roles).intersects(Role::INFRASTRUCTURE))
-            }
-            None => false,
-        }
+        self.inventory.is_some_and(|inv| inv.lookup(client).is_some()) && infra(server)
     }
 }
 
@@ -245,4 +250,34 @@ pub fn direction_counts(s: &ConvStats) -> Vec<(&'static str, u64)> {
         .filter(|d| s.directions[**d as usize] > 0)
         .map(|d| (d.key(), s.directions[*d as usize]))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shared_ports_are_kept_only_with_infrastructure_when_an_inventory_says_so() {
+        let rules = RuleSet::builtin();
+        let inv = Inventory::parse(
+            std::path::Path::new("t.toml"),
+            "[[host]]\nname = \"ksc\"\naddr = \"10.0.0.10\"\nrole = \"administration-server\"\n\n\
+             [[host]]\nname = \"lan\"\naddr = \"10.0.1.0/24\"\nrole = \"managed-device\"\n",
+        )
+        .unwrap();
+        let a = |s: &str| -> IpAddr { s.parse().unwrap() };
+        let with = KscScope { rules: &rules, inventory: Some(&inv) };
+        let without = KscScope { rules: &rules, inventory: None };
+        let (dev, ksc, web) = (a("10.0.1.7"), a("10.0.0.10"), a("203.0.113.9"));
+        // A device browsing the web on 443: out of scope once roles are known.
+        assert!(!with.may_be_ksc(dev, web, Transport::Tcp, 443));
+        assert!(without.may_be_ksc(dev, web, Transport::Tcp, 443));
+        // The AS on either side of 443 (KSN, the Web Console): kept.
+        assert!(with.may_be_ksc(ksc, web, Transport::Tcp, 443));
+        assert!(with.may_be_ksc(dev, ksc, Transport::Tcp, 443));
+        // A KSC port always; another port between a device and the AS too.
+        assert!(with.may_be_ksc(web, dev, Transport::Tcp, 13000));
+        assert!(with.may_be_ksc(dev, ksc, Transport::Tcp, 8443));
+        assert!(!with.may_be_ksc(dev, a("10.0.1.8"), Transport::Tcp, 445));
+    }
 }
