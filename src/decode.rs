@@ -321,6 +321,37 @@ pub fn quick_addresses(link: Link, frame: &[u8]) -> Option<(IpAddr, IpAddr)> {
     }
 }
 
+/// The IPv6 extension headers etherparse validated, and no more.
+///
+/// Found by fuzzing (`fuzz/`, target `decode`): etherparse 0.21's
+/// iterator over `Ipv6ExtensionsSlice` follows the `next_header` chain with
+/// unchecked slicing, trusting that the slice holds every header the chain
+/// names. After a lax parse stopped at a bad extension header (a hop-by-hop
+/// header not first, one cut short), the last valid header still names the
+/// missing one, and the iterator reads it out of bounds (undefined
+/// behaviour; a panic with debug assertions). So stop once the headers
+/// yielded cover the validated bytes, before asking for one more.
+fn validated_extensions<'a>(
+    exts: &etherparse::Ipv6ExtensionsSlice<'a>,
+) -> impl Iterator<Item = etherparse::Ipv6ExtensionSlice<'a>> + 'a {
+    use etherparse::Ipv6ExtensionSlice as E;
+    let mut left = exts.slice().len();
+    let mut it = exts.clone().into_iter();
+    std::iter::from_fn(move || {
+        if left == 0 {
+            return None;
+        }
+        let ext = it.next()?;
+        let len = match &ext {
+            E::HopByHop(h) | E::Routing(h) | E::DestinationOptions(h) => h.slice().len(),
+            E::Fragment(f) => f.slice().len(),
+            E::Authentication(a) => a.slice().len(),
+        };
+        left = left.saturating_sub(len);
+        Some(ext)
+    })
+}
+
 /// Decodes from the IP header on.
 #[inline]
 pub fn decode_ip(ip: &[u8], vlan: u16) -> Decoded<'_> {
@@ -354,7 +385,7 @@ pub fn decode_ip(ip: &[u8], vlan: u16) -> Decoded<'_> {
             let mut dst = IpAddr::V6(Ipv6Addr::from(h.destination()));
             let mut frag = None;
             let mut after_fragment = false;
-            for ext in v6.extensions().clone().into_iter() {
+            for ext in validated_extensions(v6.extensions()) {
                 match ext {
                     etherparse::Ipv6ExtensionSlice::Fragment(fh) => {
                         after_fragment = true;
@@ -754,5 +785,30 @@ mod tests {
                 let _ = decode(l, &buf[..len]);
             }
         }
+    }
+
+    /// IPv6 (raw IP link) from `src` fd00::1 to fd00::2 with next header
+    /// `first` and `ext` as the bytes after the fixed header.
+    fn raw_v6(first: u8, ext: &[u8]) -> Vec<u8> {
+        let mut v = vec![0x60, 0, 0, 0];
+        v.extend_from_slice(&(ext.len() as u16).to_be_bytes());
+        v.extend_from_slice(&[first, 64]);
+        v.extend_from_slice(&"fd00::1".parse::<Ipv6Addr>().unwrap().octets());
+        v.extend_from_slice(&"fd00::2".parse::<Ipv6Addr>().unwrap().octets());
+        v.extend_from_slice(ext);
+        v
+    }
+
+    #[test]
+    fn regression_ipv6_hop_by_hop_not_first_read_out_of_bounds() {
+        // Found by the `decode` fuzz target: a second hop-by-hop header
+        // (allowed first only) ends etherparse's lax parse, but the first
+        // one's next-header field still names it, and etherparse's iterator
+        // read it from past the end of the validated bytes.
+        let mut ext = vec![0, 0, 1, 4, 0, 0, 0, 0]; // hop-by-hop → hop-by-hop, PadN
+        ext.extend_from_slice(&[6, 0, 1, 4, 0, 0, 0, 0]); // hop-by-hop → TCP
+        ext.extend_from_slice(&[0xc0, 0x00, 0x32, 0xc8, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff, 0, 0, 0, 0]);
+        let f = raw_v6(0, &ext);
+        assert!(matches!(decode(Link::RawIp, &f), Decoded::Skip(_)));
     }
 }
