@@ -452,6 +452,10 @@ impl RuleSet {
         }
 
         let mut rules = Vec::with_capacity(raw.rule.len());
+        // Rule id → index. Found by hand (fuzz/README.md): searching the
+        // rules so far for a duplicate id, and again for every rule an
+        // expectation names, made a huge rules file quadratic to load.
+        let mut by_id: hashbrown::HashMap<String, usize> = hashbrown::HashMap::with_capacity(raw.rule.len());
         let mut by_port: hashbrown::HashMap<(Transport, u16), Vec<usize>> = hashbrown::HashMap::new();
         let mut ksc_ports = PortSet::new();
         for (i, r) in raw.rule.into_iter().enumerate() {
@@ -459,7 +463,7 @@ impl RuleSet {
             if id.is_empty() {
                 return Err(err(r.id.span(), "rule id must not be empty".into()));
             }
-            if rules.iter().any(|o: &Rule| o.id == id) {
+            if by_id.contains_key(&id) {
                 return Err(err(r.id.span(), format!("duplicate rule id `{id}`")));
             }
             let roles = |list: &[Spanned<String>], field: &str| -> Result<RoleSet, ConfigError> {
@@ -489,6 +493,7 @@ impl RuleSet {
                     v.push(i);
                 }
             }
+            by_id.insert(id.clone(), rules.len());
             rules.push(Rule {
                 id,
                 initiator,
@@ -508,7 +513,7 @@ impl RuleSet {
         }
 
         let find = |s: &Spanned<String>, field: &str, eid: &str| -> Result<usize, ConfigError> {
-            rules.iter().position(|r| r.id == *s.get_ref()).ok_or_else(|| {
+            by_id.get(s.get_ref()).copied().ok_or_else(|| {
                 let ids: Vec<&str> = rules.iter().map(|r| r.id.as_str()).collect();
                 err(
                     s.span(),
@@ -521,9 +526,10 @@ impl RuleSet {
             })
         };
         let mut expectations = Vec::new();
+        let mut expectation_ids = hashbrown::HashSet::new();
         for e in raw.expect {
             let id = e.id.get_ref().clone();
-            if expectations.iter().any(|o: &Expectation| o.id == id) {
+            if !expectation_ids.insert(id.clone()) {
                 return Err(err(e.id.span(), format!("duplicate expectation id `{id}`")));
             }
             let subject = Role::parse_declarable(e.subject.get_ref())
