@@ -86,9 +86,9 @@ struct DocCapture {
     last_timestamp: Option<String>,
     #[serde(default)]
     skipped: BTreeMap<String, u64>,
-    drops: Option<DocDrops>,
+    drops: Option<crate::report::JsonDrops>,
     #[serde(default)]
-    flow_table: DocFlowTable,
+    flow_table: crate::report::JsonFlowTable,
 }
 
 #[derive(Deserialize)]
@@ -99,24 +99,6 @@ struct DocFile {
     #[serde(default)]
     link_types: Vec<String>,
     error: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct DocDrops {
-    received: u64,
-    dropped: u64,
-    interface_dropped: u64,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct DocFlowTable {
-    peak_flows: u64,
-    timed_out: u64,
-    evicted: u64,
-    fragments_matched: u64,
-    fragments_not_tracked: u64,
-    hellos_not_reassembled: u64,
 }
 
 #[derive(Deserialize)]

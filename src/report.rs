@@ -183,24 +183,28 @@ struct JsonCapture {
     flow_table: JsonFlowTable,
 }
 
-#[derive(Serialize)]
-struct JsonDrops {
+/// Written here, read back by `report` ([`crate::merge`]).
+#[derive(Serialize, serde::Deserialize)]
+pub(crate) struct JsonDrops {
     /// Packets that passed the filter.
-    received: u64,
+    pub(crate) received: u64,
     /// Dropped because the kernel ring was full.
-    dropped: u64,
+    pub(crate) dropped: u64,
     /// Dropped by the interface; on Linux a lower bound.
-    interface_dropped: u64,
+    pub(crate) interface_dropped: u64,
 }
 
-#[derive(Serialize)]
-struct JsonFlowTable {
-    peak_flows: u64,
-    timed_out: u64,
-    evicted: u64,
-    fragments_matched: u64,
-    fragments_not_tracked: u64,
-    hellos_not_reassembled: u64,
+/// Written here, read back by `report` ([`crate::merge`]); a field an
+/// older result lacks reads as 0.
+#[derive(Serialize, serde::Deserialize, Default)]
+#[serde(default)]
+pub(crate) struct JsonFlowTable {
+    pub(crate) peak_flows: u64,
+    pub(crate) timed_out: u64,
+    pub(crate) evicted: u64,
+    pub(crate) fragments_matched: u64,
+    pub(crate) fragments_not_tracked: u64,
+    pub(crate) hellos_not_reassembled: u64,
 }
 
 #[derive(Serialize)]

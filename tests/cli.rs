@@ -4,27 +4,10 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 
-fn kscflow() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_kscflow"))
-}
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(name)
-}
-
-fn run(args: &[&str]) -> Output {
-    kscflow().args(args).output().unwrap()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
+mod common;
+use common::{fixture, kscflow, run, stderr, stdout};
 
 /// Exit 2, a message mentioning `needle`, and no panic.
 fn assert_refused(o: &Output, needle: &str) {

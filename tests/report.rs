@@ -3,25 +3,11 @@
 //! the Markdown, CSV, HTML and DOT outputs say what the JSON says.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use serde_json::Value;
 
-fn kscflow() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_kscflow"))
-}
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(name)
-}
-
-fn run(args: &[&str]) -> Output {
-    kscflow().args(args).output().unwrap()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+mod common;
+use common::{fixture, kscflow, run, stderr};
 
 /// Runs kscflow with `args` and `-o OUT`, expecting exit 0 or 1 (findings).
 fn run_to(args: &[&str], out: &Path) {
