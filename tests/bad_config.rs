@@ -5,12 +5,10 @@
 //! never panics or hangs (issue 5, item 6; `fuzz/README.md`).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-fn kscflow(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kscflow")).args(args).output().unwrap()
-}
+mod common;
+use common::{run, stderr, stdout};
 
 fn builtin_rules() -> String {
     std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/ksc-14.2.toml")).unwrap()
@@ -47,9 +45,9 @@ fn refused(args: &[&str], name: &str, text: &str, at: (usize, usize), needle: &s
     let mut all: Vec<&str> = args.to_vec();
     all.push(file.to_str().unwrap());
     let t = Instant::now();
-    let o = kscflow(&all);
+    let o = run(&all);
     let took = t.elapsed();
-    let err = String::from_utf8_lossy(&o.stderr);
+    let err = stderr(&o);
     assert_eq!(o.status.code(), Some(2), "{args:?} {name}: stderr: {err}");
     assert!(!err.contains("panicked"), "{err}");
     let located = format!("{}:{}:{}: ", file.display(), at.0, at.1);
@@ -226,9 +224,9 @@ fn inventory_nested_networks_are_valid_longest_prefix_wins() {
         + &host("ksc", "10.1.0.10", "administration-server");
     let dir = tempfile::tempdir().unwrap();
     let f = write(dir.path(), "nested.toml", &text);
-    let o = kscflow(&["check-inventory", f.to_str().unwrap()]);
-    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
-    assert!(String::from_utf8_lossy(&o.stdout).contains("valid: 3 hosts"));
+    let o = run(&["check-inventory", f.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).contains("valid: 3 hosts"));
 }
 
 #[test]
