@@ -175,11 +175,31 @@ impl<'r> Engine<'r> {
     /// decoded a few ahead, their connections looked up ahead
     /// ([`FlowTable::prefetch`]), then updated in order.
     fn process_batch(&mut self, b: &Batch) {
-        for chunk in b.frames.chunks(LOOKAHEAD) {
-            let mut decoded: [Option<Decoded<'_>>; LOOKAHEAD] = [None; LOOKAHEAD];
-            for (slot, &(_, _, linktype, start, len)) in decoded.iter_mut().zip(chunk) {
-                let Some(link) = Link::from_linktype(linktype) else { continue };
-                *slot = Some(decode(link, &b.data[start as usize..(start + len) as usize]));
+        self.process_frames(b.frames.iter().map(|&(ts, wire_len, linktype, start, len)| Frame {
+            ts,
+            wire_len,
+            linktype,
+            data: &b.data[start as usize..(start + len) as usize],
+        }));
+    }
+
+    /// [`Engine::process_batch`] over any run of frames.
+    fn process_frames<'a>(&mut self, mut frames: impl Iterator<Item = Frame<'a>>) {
+        loop {
+            let mut chunk: [Option<Frame<'a>>; LOOKAHEAD] = [None; LOOKAHEAD];
+            for slot in chunk.iter_mut() {
+                *slot = frames.next();
+                if slot.is_none() {
+                    break;
+                }
+            }
+            if chunk[0].is_none() {
+                return;
+            }
+            let mut decoded: [Option<Decoded<'a>>; LOOKAHEAD] = [None; LOOKAHEAD];
+            for (slot, f) in decoded.iter_mut().zip(chunk.iter().flatten()) {
+                let Some(link) = Link::from_linktype(f.linktype) else { continue };
+                *slot = Some(decode(link, f.data));
             }
             // Back to back, so the lookups' memory loads overlap.
             for d in decoded.iter().flatten() {
@@ -187,9 +207,9 @@ impl<'r> Engine<'r> {
                     self.flows.prefetch(p);
                 }
             }
-            for (d, &(ts, wire_len, ..)) in decoded.into_iter().zip(chunk) {
+            for (d, f) in decoded.into_iter().zip(chunk.iter().flatten()) {
                 if let Some(d) = d {
-                    self.on_decoded(ts, wire_len, d);
+                    self.on_decoded(f.ts, f.wire_len, d);
                 }
             }
         }
@@ -464,46 +484,62 @@ fn read_files(
 ) -> Result<(), crate::Error> {
     let total: u64 = cfg.files.iter().filter_map(|p| std::fs::metadata(p).ok()).map(|m| m.len()).sum();
     let mut done_bytes = 0u64;
-    // The reading thread's own shard, processed a batch at a time.
+    // The reading thread's own shard, processed a batch at a time: in the
+    // reader's buffer when it hands over batches, else copied into `own`.
     let mut own = Batch::default();
+    let mut own_idx: Vec<usize> = Vec::new();
     for path in &cfg.files {
         let mut ff = FileFacts { path: path.clone(), ..Default::default() };
         let before = (engine.facts.packets, engine.facts.bytes);
         let mut approx = 0u64;
         let mut last_lt = i32::MIN;
         let progress = cfg.progress;
-        let end = capture::read_file(path, cfg.reader, cfg.filter.as_deref(), &mut |f: Frame<'_>| {
-            if f.linktype != last_lt {
-                last_lt = f.linktype;
-                if !ff.linktypes.contains(&f.linktype) {
-                    ff.linktypes.push(f.linktype);
-                }
-            }
-            approx += 16 + f.data.len() as u64;
-            if let Some(link) = engine.account(&f) {
-                // Route on the addresses alone where that is certain, so the
-                // reading thread decodes only its own shard.
-                let i = match (threads, quick_addresses(link, f.data)) {
-                    (1, _) => 0,
-                    (_, Some((a, b))) => shard_of(a, b, threads),
-                    (_, None) => shard(&decode(link, f.data), threads),
-                };
-                if i == 0 {
-                    own.push(&f);
-                    if own.frames.len() == OWN_BATCH {
-                        engine.process_batch(&own);
-                        own.clear();
+        let end =
+            capture::read_file_batches(path, cfg.reader, cfg.filter.as_deref(), &mut |frames: &[Frame<'_>]| {
+                own_idx.clear();
+                for (n, f) in frames.iter().enumerate() {
+                    if f.linktype != last_lt {
+                        last_lt = f.linktype;
+                        if !ff.linktypes.contains(&f.linktype) {
+                            ff.linktypes.push(f.linktype);
+                        }
                     }
+                    approx += 16 + f.data.len() as u64;
+                    if let Some(link) = engine.account(f) {
+                        // Route on the addresses alone where that is certain, so
+                        // the reading thread decodes only its own shard.
+                        let i = match (threads, quick_addresses(link, f.data)) {
+                            (1, _) => 0,
+                            (_, Some((a, b))) => shard_of(a, b, threads),
+                            (_, None) => shard(&decode(link, f.data), threads),
+                        };
+                        if i == 0 {
+                            own_idx.push(n);
+                        } else {
+                            lanes[i - 1].push(f);
+                        }
+                    }
+                    if let Some(p) = progress {
+                        if engine.facts.packets.is_multiple_of(8192) {
+                            p(done_bytes + approx, total);
+                        }
+                    }
+                }
+                if frames.len() >= LOOKAHEAD {
+                    // In order: what was copied from a smaller batch goes first.
+                    engine.process_batch(&own);
+                    own.clear();
+                    engine.process_frames(own_idx.iter().map(|&n| frames[n]));
                 } else {
-                    lanes[i - 1].push(&f);
+                    for &n in &own_idx {
+                        own.push(&frames[n]);
+                        if own.frames.len() == OWN_BATCH {
+                            engine.process_batch(&own);
+                            own.clear();
+                        }
+                    }
                 }
-            }
-            if let Some(p) = progress {
-                if engine.facts.packets.is_multiple_of(8192) {
-                    p(done_bytes + approx, total);
-                }
-            }
-        })?;
+            })?;
         engine.process_batch(&own);
         own.clear();
         ff.packets = engine.facts.packets - before.0;

@@ -58,6 +58,21 @@ pub enum Reader {
     Fast,
 }
 
+/// Reads one file to the end, handing frames to `on` in batches: slices of
+/// the read buffer where the fast reader reads the file (classic pcap: no
+/// copy, and the caller can look ahead), else one frame at a time.
+pub fn read_file_batches(
+    path: &Path,
+    reader: Reader,
+    filter: Option<&str>,
+    on: &mut dyn FnMut(&[Frame<'_>]),
+) -> Result<End, crate::Error> {
+    match (reader, filter) {
+        (Reader::Fast | Reader::Auto, None) if fast::is_classic_pcap(path) => fast::read_classic(path, on),
+        _ => read_file(path, reader, filter, &mut |f| on(std::slice::from_ref(&f))),
+    }
+}
+
 /// Reads one file to the end, calling `on` per frame. `filter` is a BPF
 /// expression (tcpdump syntax). Errors are for files that cannot be read
 /// at all; damage after the start is an [`End::Broken`].
