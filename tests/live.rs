@@ -225,3 +225,23 @@ fn live_unknown_interface_exits_2_and_lists_the_interfaces() {
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(err.contains("no interface \"nosuch0\"") && err.contains("lo"), "{err}");
 }
+
+#[test]
+fn live_bad_user_or_filter_exits_2_with_the_reason() {
+    let run = |args: &[&str]| {
+        let o = Command::new(kscflow()).arg("live").args(args).output().unwrap();
+        (o.status.code(), String::from_utf8_lossy(&o.stderr).into_owned())
+    };
+    let (code, err) = run(&["-i", "lo", "--user", "no-such-user-here", "--duration", "1"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    let (fcode, ferr) = run(&["-i", "lo", "--filter", "tcp port banana", "--duration", "1"]);
+    assert_eq!(fcode, Some(2), "{ferr}");
+    if kscflow::privileges::is_root() {
+        assert!(err.contains("no-such-user-here") && err.contains("no such user"), "{err}");
+        assert!(ferr.contains("invalid BPF filter"), "{ferr}");
+    } else {
+        // Not root: opening the interface is refused first, and says why.
+        assert!(err.contains("CAP_NET_RAW") && ferr.contains("CAP_NET_RAW"), "{err}\n{ferr}");
+    }
+}
