@@ -413,23 +413,20 @@ impl RuleSet {
     pub fn parse(path: &Path, text: &str) -> Result<RuleSet, ConfigError> {
         let raw: RawFile = parse_toml(path, text)?;
         let err = |span: std::ops::Range<usize>, msg: String| ConfigError::at(path, text, Some(span), msg);
-        if raw.schema != 1 {
-            return Err(ConfigError::at(
-                path,
-                text,
-                None,
-                format!("schema = {} is not supported (this kscflow reads schema 1)", raw.schema),
-            ));
+        if *raw.schema.get_ref() != 1 {
+            let msg = format!("schema = {} is not supported (this kscflow reads schema 1)", raw.schema.get_ref());
+            return Err(err(raw.schema.span(), msg));
         }
         let sync = raw.sync.unwrap_or_default();
-        if sync.interval_minutes == 0 || sync.missed_intervals == 0 {
-            return Err(ConfigError::at(
-                path,
-                text,
-                None,
-                "[sync] interval_minutes and missed_intervals must be at least 1",
-            ));
+        for (field, v) in [("interval_minutes", &sync.interval_minutes), ("missed_intervals", &sync.missed_intervals)] {
+            if *v.get_ref() == 0 {
+                return Err(err(v.span(), format!("[sync] {field} must be at least 1")));
+            }
         }
+        let sync = RawSyncValues {
+            interval_minutes: *sync.interval_minutes.get_ref(),
+            missed_intervals: *sync.missed_intervals.get_ref(),
+        };
 
         let mut implies = [RoleSet::EMPTY; 16];
         for (name, list) in &raw.roles {
@@ -648,7 +645,7 @@ impl fmt::Display for RuleSet {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawFile {
-    schema: u32,
+    schema: Spanned<u32>,
     #[serde(default)]
     product: String,
     #[serde(default)]
@@ -668,14 +665,20 @@ struct RawFile {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawSync {
-    interval_minutes: u64,
-    missed_intervals: u64,
+    interval_minutes: Spanned<u64>,
+    missed_intervals: Spanned<u64>,
 }
 
 impl Default for RawSync {
     fn default() -> Self {
-        RawSync { interval_minutes: 15, missed_intervals: 3 }
+        RawSync { interval_minutes: Spanned::new(0..0, 15), missed_intervals: Spanned::new(0..0, 3) }
     }
+}
+
+/// [`RawSync`] once checked.
+struct RawSyncValues {
+    interval_minutes: u64,
+    missed_intervals: u64,
 }
 
 #[derive(Deserialize)]

@@ -191,14 +191,12 @@ fn rules_syntax_errors_are_located() {
 }
 
 #[test]
-#[ignore = "not located yet: `schema` is not a Spanned field in src/rules.rs"]
 fn rules_unsupported_schema_is_located() {
     let text = builtin_rules().replacen("schema = 1", "schema = 2", 1);
     rules_refused("schema.toml", &text, (first(&text, "schema = 2").0, 10), "schema = 2 is not supported");
 }
 
 #[test]
-#[ignore = "not located yet: [sync] values are not Spanned in src/rules.rs"]
 fn rules_zero_sync_interval_is_located() {
     let text = builtin_rules().replacen("interval_minutes = 15", "interval_minutes = 0", 1);
     rules_refused("sync.toml", &text, (first(&text, "interval_minutes = 0").0, 20), "at least 1");
