@@ -245,8 +245,9 @@ impl<'r> Engine<'r> {
     }
 
     /// The judgement of everything so far, the connections still open
-    /// counted as if they ended now; the engine goes on (`live`).
-    pub fn snapshot(&self) -> AuditResult {
+    /// counted as if they ended now, "missing" on the rolling window ending
+    /// at `now`; the engine goes on (`live`).
+    pub fn snapshot(&self, now: Ts) -> AuditResult {
         let mut convs = Conversations::new(self.scope.inventory, false);
         convs.map = self.convs.map.clone();
         convs.out_of_scope = self.convs.out_of_scope;
@@ -256,17 +257,18 @@ impl<'r> Engine<'r> {
         let mut capture = self.facts.clone();
         capture.flows = self.flows.stats;
         AuditResult {
-            assessment: judge(&self.scope, &convs, &capture),
+            assessment: judge(&self.scope, &convs, &capture, Some(now)),
             capture,
             records: None,
             capture_out_of_scope: convs.out_of_scope,
         }
     }
 
-    /// The final judgement, after [`Engine::finish`].
-    pub fn into_result(mut self) -> AuditResult {
+    /// The final judgement, after [`Engine::finish`]; "missing" as of
+    /// `as_of` when given (`live`), else over the whole capture.
+    pub fn into_result(mut self, as_of: Option<Ts>) -> AuditResult {
         AuditResult {
-            assessment: judge(&self.scope, &self.convs, &self.facts),
+            assessment: judge(&self.scope, &self.convs, &self.facts, as_of),
             records: self.convs.records.take(),
             capture_out_of_scope: self.convs.out_of_scope,
             capture: self.facts,
@@ -365,11 +367,12 @@ pub fn audit(rules: &RuleSet, inventory: Option<&Inventory>, cfg: &AuditConfig) 
             ),
         });
     }
-    Ok(engine.into_result())
+    Ok(engine.into_result(None))
 }
 
-/// Judges what `convs` collected.
-fn judge(scope: &KscScope<'_>, convs: &Conversations<'_>, capture: &CaptureFacts) -> Assessment {
+/// Judges what `convs` collected; "missing" as of `as_of` when given (see
+/// [`classify::assess`]).
+fn judge(scope: &KscScope<'_>, convs: &Conversations<'_>, capture: &CaptureFacts, as_of: Option<Ts>) -> Assessment {
     classify::assess(
         scope.rules,
         scope.inventory,
@@ -377,6 +380,7 @@ fn judge(scope: &KscScope<'_>, convs: &Conversations<'_>, capture: &CaptureFacts
         &convs.seen_in_networks,
         &convs.broadcast,
         capture.duration_secs(),
+        as_of,
     )
 }
 

@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use crate::conversation::{ConvKey, ConvStats, OutOfScope};
-use crate::flow::Outcome;
+use crate::flow::{Outcome, Ts};
 use crate::inventory::{Host, Inventory};
 use crate::rules::{Expectation, Role, RoleSet, Rule, RuleSet, Side, TlsRequirement, Transport};
 
@@ -135,6 +135,10 @@ pub struct Assessment {
 /// Judges every conversation and lists what is missing.
 /// `duration_secs` is the time the capture covers; a missing expectation
 /// is certain only when its answered KSC traffic spans the expected interval.
+/// `as_of`: judge "missing" on a rolling window ending then (a live
+/// capture): an expectation is met only by traffic within its window before
+/// that moment, so a device that stops connecting becomes missing and one
+/// that comes back is met again; `None`: by traffic anywhere in the capture.
 pub fn assess(
     rules: &RuleSet,
     inventory: Option<&Inventory>,
@@ -142,6 +146,7 @@ pub fn assess(
     seen_in_networks: &std::collections::BTreeSet<IpAddr>,
     l2_broadcast: &std::collections::BTreeSet<IpAddr>,
     duration_secs: u64,
+    as_of: Option<Ts>,
 ) -> Assessment {
     let (inferred, roles_source) = match inventory {
         Some(_) => (None, RolesSource::Inventory),
@@ -174,7 +179,7 @@ pub fn assess(
         })
         .map_or(0, |(a, b)| (b.saturating_sub(a) / 1_000_000).max(0) as u64)
         .min(duration_secs);
-    let missing = missing(&res, &flows, seen_in_networks, covered);
+    let missing = missing(&res, &flows, seen_in_networks, covered, as_of);
     Assessment {
         flows,
         missing,
@@ -419,6 +424,7 @@ fn missing(
     flows: &[Judged],
     seen: &std::collections::BTreeSet<IpAddr>,
     duration_secs: u64,
+    as_of: Option<Ts>,
 ) -> Vec<MissingEntry> {
     let rules = res.rules;
     let mut out = Vec::new();
@@ -461,10 +467,16 @@ fn missing(
                     .chain(as_server.iter().map(|&i| &flows[i]).filter(|j| j.key.client != h.addr))
                     .collect(),
             };
+            // On a rolling window only what was seen within it counts.
+            let since = as_of.map(|now| now.saturating_sub((e.window_secs as Ts).saturating_mul(1_000_000)));
+            let recent = |j: &Judged| since.is_none_or(|t| j.stats.last_ts >= t);
             let matching: Vec<&Judged> = mine
                 .into_iter()
                 .filter(|j| {
-                    erules.iter().any(|r| r.serves(j.key.transport, j.key.server_port) && fits(r, &j.client, &j.server))
+                    recent(j)
+                        && erules
+                            .iter()
+                            .any(|r| r.serves(j.key.transport, j.key.server_port) && fits(r, &j.client, &j.server))
                 })
                 .collect();
             if matching.iter().any(|j| j.stats.outcome(Outcome::Answered) > 0) {
@@ -472,12 +484,16 @@ fn missing(
             }
             let unanswered: u64 = matching.iter().map(|j| j.stats.outcome(Outcome::Unanswered)).sum();
             let refused: u64 = matching.iter().map(|j| j.stats.outcome(Outcome::Refused)).sum();
-            let explained = as_client
-                .iter()
-                .map(|&i| &flows[i])
-                .any(|j| e.explained_by.iter().any(|&i| rules.rules[i].serves(j.key.transport, j.key.server_port)));
+            let explained = as_client.iter().map(|&i| &flows[i]).any(|j| {
+                recent(j) && e.explained_by.iter().any(|&i| rules.rules[i].serves(j.key.transport, j.key.server_port))
+            });
             let mins = duration_secs / 60;
-            let mut reason = format!("{} never managed to {}", h.label(), e.text);
+            let mut reason = match as_of {
+                None => format!("{} never managed to {}", h.label(), e.text),
+                Some(_) => {
+                    format!("{} has not managed to {} in the last {} min", h.label(), e.text, e.window_secs / 60)
+                }
+            };
             if unanswered + refused > 0 {
                 let parts: Vec<String> = [(unanswered, "unanswered"), (refused, "refused")]
                     .iter()
@@ -655,4 +671,50 @@ pub fn inventory_toml(inv: &Inventory) -> String {
         );
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::Transport;
+
+    /// Two devices reach the AS on TCP 13000 over 100 minutes; one stops
+    /// after 10. Judged over the whole capture neither is missing; judged as
+    /// of the end on a rolling window (live), the one that stopped is, and
+    /// the reason says "in the last 45 min".
+    #[test]
+    fn rolling_window_makes_a_device_that_stopped_missing() {
+        let rules = RuleSet::builtin();
+        let inv = Inventory::parse(
+            std::path::Path::new("t.toml"),
+            "[[host]]\nname = \"ksc\"\naddr = \"10.0.0.10\"\nrole = \"administration-server\"\n\n\
+             [[host]]\nname = \"a\"\naddr = \"10.0.1.5\"\nrole = \"managed-device\"\n\n\
+             [[host]]\nname = \"b\"\naddr = \"10.0.1.6\"\nrole = \"managed-device\"\n",
+        )
+        .unwrap();
+        const MIN: Ts = 60_000_000;
+        let t0: Ts = 1_768_467_600_000_000;
+        let conv = |client: &str, last_min: Ts| {
+            let key = ConvKey {
+                client: client.parse().unwrap(),
+                server: "10.0.0.10".parse().unwrap(),
+                transport: Transport::Tcp,
+                server_port: 13000,
+            };
+            let mut s = ConvStats { connections: 1, first_ts: t0, last_ts: t0 + last_min * MIN, ..Default::default() };
+            s.outcomes[Outcome::Answered as usize] = 1;
+            s.packets = [5, 5];
+            (key, s)
+        };
+        let convs: hashbrown::HashMap<ConvKey, ConvStats> = [conv("10.0.1.5", 10), conv("10.0.1.6", 100)].into();
+        let none = std::collections::BTreeSet::new();
+        let judge = |as_of| assess(&rules, Some(&inv), &convs, &none, &none, 100 * 60, as_of);
+        assert!(judge(None).missing.is_empty());
+        let live = judge(Some(t0 + 100 * MIN));
+        let missing: Vec<_> = live.missing.iter().map(|m| (m.host.addr.to_string(), m.status)).collect();
+        assert_eq!(missing, vec![("10.0.1.5".to_string(), Status::Missing)]);
+        assert!(live.missing[0].reason.contains("in the last 45 min"), "{}", live.missing[0].reason);
+        // Back within the window: met again.
+        assert!(judge(Some(t0 + 50 * MIN)).missing.is_empty());
+    }
 }

@@ -336,7 +336,7 @@ pub fn run(
             engine.tick(wall_clock_us());
             next_findings = now + FINDINGS_EVERY;
             let drops = note_source(&mut engine, &mut src);
-            let r = engine.snapshot();
+            let r = engine.snapshot(wall_clock_us());
             said.tell(rules, &r, findings).map_err(write_error("the findings stream"))?;
             if let (Some(out), Some(done)) = (&mut events, engine.convs.records.as_mut()) {
                 report::write_events(out, rules, &r, done).map_err(write_error("the events file"))?;
@@ -356,7 +356,7 @@ pub fn run(
     // The end: every open connection finishes, one last judgement.
     engine.finish();
     let drops = note_source(&mut engine, &mut src);
-    let mut r = engine.into_result();
+    let mut r = engine.into_result(Some(wall_clock_us()));
     said.tell(rules, &r, findings).map_err(write_error("the findings stream"))?;
     if let (Some(out), Some(done)) = (&mut events, r.records.take()) {
         report::write_events(out, rules, &r, &done).map_err(write_error("the events file"))?;

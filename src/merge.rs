@@ -336,8 +336,15 @@ impl Merger {
     /// Judges the union with `rules` and `inventory` over the combined
     /// time window.
     pub fn finish(self, rules: &RuleSet, inventory: Option<&Inventory>) -> Merged {
-        let assessment =
-            classify::assess(rules, inventory, &self.convs, &self.seen, &self.broadcast, self.capture.duration_secs());
+        let assessment = classify::assess(
+            rules,
+            inventory,
+            &self.convs,
+            &self.seen,
+            &self.broadcast,
+            self.capture.duration_secs(),
+            None,
+        );
         Merged {
             result: AuditResult {
                 capture: self.capture,
