@@ -846,8 +846,8 @@ fn inspect(c: &mut Conn, p: &Packet<'_>, hellos: &mut Hellos, stats: &mut FlowSt
                 }
             }
         }
-        Hello::Buffering { buf: i, want } => {
-            let (i, want) = (*i, want);
+        Hello::Buffering { buf, want } => {
+            let i = *buf;
             let seen = if p.seq != c.next_seq {
                 if seq_before(p.seq, c.next_seq) {
                     return; // retransmission of something already seen

@@ -74,8 +74,7 @@ const BATCH: usize = 512;
 pub fn auto_filter(rules: &RuleSet, inventory: Option<&Inventory>, ethernet: bool) -> String {
     let mut terms = Vec::new();
     for t in [Transport::Tcp, Transport::Udp] {
-        let ports: Vec<u16> = rules.ksc_ports.ports(t).chain(rules.shared_ports.ports(t)).collect();
-        let mut ports = ports;
+        let mut ports: Vec<u16> = rules.ksc_ports.ports(t).chain(rules.shared_ports.ports(t)).collect();
         ports.sort_unstable();
         ports.dedup();
         let list: Vec<String> = ranges(&ports)

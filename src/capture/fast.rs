@@ -236,9 +236,9 @@ fn fill(file: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
     Ok(n)
 }
 
-/// Byte order (big-endian?) and timestamp unit (nanoseconds?) of a classic
-/// pcap header of version 2.4 or later; `None` for anything else.
-fn classic_magic(h: &[u8]) -> Option<(bool, bool)> {
+/// A classic pcap file header's byte order (big-endian?), timestamp unit
+/// (nanoseconds?) and version; `None` when it is not one.
+fn classic_header(h: &[u8]) -> Option<(bool, bool, (u16, u16))> {
     let (be, nano) = match h.get(..4)? {
         [0xd4, 0xc3, 0xb2, 0xa1] => (false, false),
         [0x4d, 0x3c, 0xb2, 0xa1] => (false, true),
@@ -247,38 +247,35 @@ fn classic_magic(h: &[u8]) -> Option<(bool, bool)> {
         _ => return None,
     };
     let v = h.get(4..8)?;
-    let (major, minor) = if be {
+    let version = if be {
         (u16::from_be_bytes([v[0], v[1]]), u16::from_be_bytes([v[2], v[3]]))
     } else {
         (u16::from_le_bytes([v[0], v[1]]), u16::from_le_bytes([v[2], v[3]]))
     };
-    ((major, minor) >= (2, 4)).then_some((be, nano))
+    Some((be, nano, version))
+}
+
+/// Byte order and timestamp unit of a classic pcap of version 2.4 or later
+/// (before 2.4 a record's two length fields may be swapped).
+fn classic_magic(h: &[u8]) -> Option<(bool, bool)> {
+    classic_header(h).filter(|&(.., v)| v >= (2, 4)).map(|(be, nano, _)| (be, nano))
+}
+
+/// The first 8 bytes of `path`'s header, parsed.
+fn header_of(path: &Path) -> Option<(bool, bool, (u16, u16))> {
+    let mut h = [0u8; 8];
+    let n = File::open(path).and_then(|mut f| fill(&mut f, &mut h)).ok()?;
+    classic_header(&h[..n])
 }
 
 /// True for a classic pcap [`read_classic`] reads (version 2.4 or later).
 pub fn is_classic_pcap(path: &Path) -> bool {
-    let mut h = [0u8; 8];
-    File::open(path).and_then(|mut f| fill(&mut f, &mut h)).is_ok_and(|n| n == 8) && classic_magic(&h).is_some()
+    header_of(path).is_some_and(|(.., v)| v >= (2, 4))
 }
 
 /// A classic pcap whose version is below 2.4.
 fn is_old_pcap(path: &Path) -> bool {
-    use std::io::Read;
-    let mut h = [0u8; 8];
-    let Ok(mut f) = File::open(path) else { return false };
-    if f.read_exact(&mut h).is_err() {
-        return false;
-    }
-    let (major, minor) = match h[..4] {
-        [0xd4, 0xc3, 0xb2, 0xa1] | [0x4d, 0x3c, 0xb2, 0xa1] => {
-            (u16::from_le_bytes([h[4], h[5]]), u16::from_le_bytes([h[6], h[7]]))
-        }
-        [0xa1, 0xb2, 0xc3, 0xd4] | [0xa1, 0xb2, 0x3c, 0x4d] => {
-            (u16::from_be_bytes([h[4], h[5]]), u16::from_be_bytes([h[6], h[7]]))
-        }
-        _ => return false,
-    };
-    (major, minor) < (2, 4)
+    header_of(path).is_some_and(|(.., v)| v < (2, 4))
 }
 
 /// `units` at `resolution` per second, in microseconds, without overflow.
