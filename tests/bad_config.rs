@@ -89,14 +89,12 @@ fn rules_deep_nesting_inside_a_rule_is_refused_where_it_is() {
 }
 
 #[test]
-#[ignore = "not located yet: toml's key-depth error has no span (report to the owner of src/error.rs)"]
 fn rules_deeply_dotted_key_is_refused_with_a_location() {
     let text = format!("schema = 1\n{} = 1\n", vec!["a"; 5000].join("."));
     rules_refused("deep.toml", &text, (2, 1), "recursion limit");
 }
 
 #[test]
-#[ignore = "not located yet: toml's key-depth error has no span (report to the owner of src/error.rs)"]
 fn rules_deeply_dotted_table_header_is_refused_with_a_location() {
     let text = format!("schema = 1\n[{}]\n", vec!["a"; 5000].join("."));
     rules_refused("deep.toml", &text, (2, 1), "recursion limit");
@@ -234,6 +232,18 @@ fn inventory_same_network_twice_with_other_roles_is_located() {
 fn inventory_deeply_nested_value_is_refused_at_the_depth_limit() {
     let text = format!("[[host]]\nname = \"a\"\naddr = {}{}\n", "[".repeat(3000), "]".repeat(3000));
     inventory_refused("deep.toml", &text, (3, 88), "max recursion depth");
+}
+
+#[test]
+fn inventory_deeply_dotted_key_is_refused_with_a_location() {
+    let text = format!("[[host]]\nname = \"a\"\naddr = \"10.0.0.1\"\n  {} = 1\n", vec!["a"; 5000].join("."));
+    inventory_refused("deep.toml", &text, (4, 3), "recursion limit");
+}
+
+#[test]
+fn inventory_deeply_dotted_table_header_is_refused_with_a_location() {
+    let text = host("a", "10.0.0.1", "dbms") + &format!("[[{}]]\nname = \"b\"\n", vec!["host"; 5000].join("."));
+    inventory_refused("deep.toml", &text, (6, 1), "recursion limit");
 }
 
 #[test]
