@@ -6,6 +6,10 @@
 //! 127.0.0.2 -> 127.0.0.1:13000, clear text to 14000, UDP 15000), whose
 //! binary `cargo test --workspace` builds next to kscflow's. Nothing is
 //! sent to any address but 127.0.0.1 and 127.0.0.2.
+//!
+//! The tests that capture or bind hold [`common::machine_lock`] ("live")
+//! while they run, so two copies of the suite on one machine take turns
+//! instead of seeing each other's traffic and ports.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -13,8 +17,15 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+mod common;
+
 fn kscflow() -> &'static str {
     env!("CARGO_BIN_EXE_kscflow")
+}
+
+/// Held by each test that captures on lo or binds a port (see the top).
+fn live_lock() -> common::MachineLock {
+    common::machine_lock("live")
 }
 
 fn root() -> bool {
@@ -120,6 +131,7 @@ fn live_loopback_tls_plaintext_udp_and_privilege_drop() {
     if !root() {
         return;
     }
+    let _lock = live_lock();
     let dir = open_dir();
     let inv = dir.path().join("inv.toml");
     std::fs::write(
@@ -204,6 +216,7 @@ fn live_stops_within_a_second_of_sigterm_on_a_silent_interface() {
     if !root() {
         return;
     }
+    let _lock = live_lock();
     let dir = open_dir();
     let report = dir.path().join("report.json");
     // A filter nothing on lo matches: the interface is silent for kscflow.
@@ -216,6 +229,27 @@ fn live_stops_within_a_second_of_sigterm_on_a_silent_interface() {
     let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
     assert_eq!(r["capture"]["packets"], 0);
     assert_eq!(r["capture"]["files"][0]["path"], "live:lo");
+}
+
+#[test]
+fn machine_lock_makes_a_second_holder_wait_until_the_first_lets_go() {
+    // A name of this process's own: the live tests' lock is not touched.
+    let name = format!("lock-selftest-{}", std::process::id());
+    let first = common::machine_lock(&name);
+    let (tx, rx) = mpsc::channel();
+    let second = std::thread::spawn({
+        let name = name.clone();
+        move || {
+            let lock = common::machine_lock(&name);
+            tx.send(()).unwrap();
+            lock
+        }
+    });
+    assert!(rx.recv_timeout(Duration::from_millis(500)).is_err(), "taken twice at once");
+    drop(first);
+    rx.recv_timeout(Duration::from_secs(10)).expect("the second holder never got the lock");
+    drop(second.join().unwrap());
+    let _ = std::fs::remove_file(std::env::temp_dir().join(format!("kscflow-{name}.lock")));
 }
 
 #[test]
