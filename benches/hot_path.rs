@@ -422,7 +422,7 @@ fn bench_flow_update(c: &mut Criterion) {
     g.throughput(Throughput::Elements(pkts.len() as u64));
     g.bench_function("fresh_table", |b| {
         b.iter_batched(
-            || (FlowTable::new(FlowConfig::default()), Conversations::new(None, false)),
+            || (FlowTable::new(FlowConfig::default()), Conversations::new(&rules, None, false, usize::MAX)),
             |(mut table, mut convs)| {
                 for (ts, len, p) in &pkts {
                     table.update(*ts, *len, black_box(p), &KscScope { rules: &rules, inventory: None }, &mut convs);
@@ -433,7 +433,7 @@ fn bench_flow_update(c: &mut Criterion) {
         )
     });
     let mut table = FlowTable::new(FlowConfig::default());
-    let mut convs = Conversations::new(None, false);
+    let mut convs = Conversations::new(&rules, None, false, usize::MAX);
     // Each round continues the capture in time (the stream shifted by its
     // own span): the same timestamps again would make every closed
     // connection's linger never come due and measure that instead.
@@ -449,7 +449,7 @@ fn bench_flow_update(c: &mut Criterion) {
         })
     });
     g.finish();
-    black_box((table.len(), convs.map.len()));
+    black_box((table.len(), convs.observed.map.len()));
 
     // A table far larger than the caches, as in a long capture where closed
     // TCP connections linger 30 s and UDP flows 120 s (the 10 M-packet
@@ -524,7 +524,7 @@ fn bench_per_packet(c: &mut Criterion) {
     g.throughput(Throughput::Elements(frames.len() as u64));
     g.bench_function("fresh_table", |b| {
         b.iter_batched(
-            || Engine::new(&rules, None, FlowConfig::default(), false),
+            || Engine::new(&rules, None, FlowConfig::default(), usize::MAX, false),
             |mut engine| {
                 for f in &frames {
                     engine.on_frame(black_box(*f));
@@ -534,7 +534,7 @@ fn bench_per_packet(c: &mut Criterion) {
             BatchSize::PerIteration,
         )
     });
-    let mut engine = Engine::new(&rules, None, FlowConfig::default(), false);
+    let mut engine = Engine::new(&rules, None, FlowConfig::default(), usize::MAX, false);
     let span = frames.last().map_or(0, |f| f.ts) - frames.first().map_or(0, |f| f.ts) + 1;
     let mut round = 0;
     g.bench_function("steady", |b| {

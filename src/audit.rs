@@ -21,19 +21,23 @@ use std::sync::mpsc;
 use crate::capture::live::Drops;
 use crate::capture::{self, End, Frame, Reader};
 use crate::classify::{self, Assessment};
-use crate::conversation::{Conversations, KscScope, OutOfScope};
+use crate::conversation::{ConvCounters, Conversations, KscScope, OutOfScope};
 use crate::decode::{decode, quick_addresses, Decoded, Link, Skip, SkipCounts};
 use crate::flow::{ConnRecord, FlowConfig, FlowStats, FlowTable, Ts};
 use crate::inventory::Inventory;
 use crate::rules::RuleSet;
 
 /// What to audit and how.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct AuditConfig {
     pub files: Vec<PathBuf>,
     pub reader: Reader,
     pub filter: Option<String>,
     pub flow: FlowConfig,
+    /// Conversations kept one by one (all threads together); beyond, the
+    /// least worth keeping are folded into groups
+    /// ([`crate::conversation::Conversations`]).
+    pub max_conversations: usize,
     /// Keep every connection for `--events`.
     pub keep_records: bool,
     /// Called with (bytes read so far, total bytes) every few thousand packets.
@@ -41,6 +45,21 @@ pub struct AuditConfig {
     /// Threads sharing the flow work (connections split by address); 0 or
     /// 1 runs everything on the calling thread.
     pub threads: usize,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            files: Vec::new(),
+            reader: Reader::default(),
+            filter: None,
+            flow: FlowConfig::default(),
+            max_conversations: crate::conversation::DEFAULT_MAX_CONVERSATIONS,
+            keep_records: false,
+            progress: None,
+            threads: 0,
+        }
+    }
 }
 
 /// Facts about one input file.
@@ -65,6 +84,8 @@ pub struct CaptureFacts {
     pub last_ts: Option<Ts>,
     pub skipped: SkipCounts,
     pub flows: FlowStats,
+    /// What the conversation limit left out.
+    pub conversations: ConvCounters,
     /// libpcap's counters, for a live capture.
     pub drops: Option<Drops>,
 }
@@ -103,11 +124,17 @@ pub struct Engine<'r> {
 }
 
 impl<'r> Engine<'r> {
-    pub fn new(rules: &'r RuleSet, inventory: Option<&'r Inventory>, flow: FlowConfig, keep_records: bool) -> Self {
+    pub fn new(
+        rules: &'r RuleSet,
+        inventory: Option<&'r Inventory>,
+        flow: FlowConfig,
+        max_conversations: usize,
+        keep_records: bool,
+    ) -> Self {
         Engine {
             scope: KscScope { rules, inventory },
             flows: FlowTable::new(flow),
-            convs: Conversations::new(inventory, keep_records),
+            convs: Conversations::new(rules, inventory, keep_records, max_conversations),
             facts: CaptureFacts::default(),
             cached_linktype: 1,
             cached_link: Some(Link::Ethernet),
@@ -217,18 +244,8 @@ impl<'r> Engine<'r> {
 
     /// Folds a worker's results into this engine (both finished).
     fn absorb(&mut self, o: Engine<'_>) {
-        for (k, v) in o.convs.map {
-            self.convs.map.entry(k).or_default().merge(&v);
-        }
-        let (a, b) = (&mut self.convs.out_of_scope, o.convs.out_of_scope);
-        a.connections += b.connections;
-        a.packets += b.packets;
-        a.bytes += b.bytes;
-        self.convs.seen_in_networks.extend(o.convs.seen_in_networks);
-        self.convs.broadcast.extend(o.convs.broadcast);
-        if let (Some(mine), Some(theirs)) = (&mut self.convs.records, o.convs.records) {
-            mine.extend(theirs);
-        }
+        self.convs.absorb(o.convs);
+        self.facts.conversations = self.convs.counters;
         self.facts.skipped.add(&o.facts.skipped);
         let (f, g) = (&mut self.facts.flows, o.facts.flows);
         f.timed_out += g.timed_out;
@@ -248,14 +265,11 @@ impl<'r> Engine<'r> {
     /// counted as if they ended now, "missing" on the rolling window ending
     /// at `now`; the engine goes on (`live`).
     pub fn snapshot(&self, now: Ts) -> AuditResult {
-        let mut convs = Conversations::new(self.scope.inventory, false);
-        convs.map = self.convs.map.clone();
-        convs.out_of_scope = self.convs.out_of_scope;
-        convs.seen_in_networks = self.convs.seen_in_networks.clone();
-        convs.broadcast = self.convs.broadcast.clone();
+        let mut convs = self.convs.snapshot();
         self.flows.each_live(&mut convs);
         let mut capture = self.facts.clone();
         capture.flows = self.flows.stats;
+        capture.conversations = convs.counters;
         AuditResult {
             assessment: judge(&self.scope, &convs, &capture, Some(now)),
             capture,
@@ -279,6 +293,7 @@ impl<'r> Engine<'r> {
     pub fn finish(&mut self) {
         self.flows.drain(&mut self.convs);
         self.facts.flows = self.flows.stats;
+        self.facts.conversations = self.convs.counters;
     }
 }
 
@@ -295,7 +310,9 @@ pub fn audit(rules: &RuleSet, inventory: Option<&Inventory>, cfg: &AuditConfig) 
     // (measured on a 1M-tuple flood with 2 threads: 610 MB peak RSS with
     // 5/13 and 8/13 parts, against 256 MB of slots for equal halves).
     let flow = FlowConfig { max_flows: (cfg.flow.max_flows / threads).max(1), ..cfg.flow };
-    let mut engine = Engine::new(rules, inventory, flow, cfg.keep_records);
+    // --max-conversations likewise (a conversation lives in one shard).
+    let max_convs = (cfg.max_conversations / threads).max(1);
+    let mut engine = Engine::new(rules, inventory, flow, max_convs, cfg.keep_records);
     let (read, finished) = std::thread::scope(|scope| {
         let mut workers = Vec::new();
         // Worker i owns the connections whose addresses hash to shard i;
@@ -308,7 +325,7 @@ pub fn audit(rules: &RuleSet, inventory: Option<&Inventory>, cfg: &AuditConfig) 
             let cfg_flow = flow;
             let keep = cfg.keep_records;
             workers.push(scope.spawn(move || {
-                let mut e = Engine::new(rules, inventory, cfg_flow, keep);
+                let mut e = Engine::new(rules, inventory, cfg_flow, max_convs, keep);
                 for batch in from_main {
                     // Skips found here are counted in this worker's facts.
                     e.process_batch(&batch);
@@ -373,15 +390,7 @@ pub fn audit(rules: &RuleSet, inventory: Option<&Inventory>, cfg: &AuditConfig) 
 /// Judges what `convs` collected; "missing" as of `as_of` when given (see
 /// [`classify::assess`]).
 fn judge(scope: &KscScope<'_>, convs: &Conversations<'_>, capture: &CaptureFacts, as_of: Option<Ts>) -> Assessment {
-    classify::assess(
-        scope.rules,
-        scope.inventory,
-        &convs.map,
-        &convs.seen_in_networks,
-        &convs.broadcast,
-        capture.duration_secs(),
-        as_of,
-    )
+    classify::assess(scope.rules, scope.inventory, &convs.observed, capture.duration_secs(), as_of)
 }
 
 /// Frames for one worker: their bytes in one buffer, reused.

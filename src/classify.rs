@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
-use crate::conversation::{ConvKey, ConvStats, OutOfScope};
+use crate::conversation::{ConvKey, ConvStats, FoldKey, Folded, Observed, OutOfScope};
 use crate::flow::{Outcome, Ts};
 use crate::inventory::{Host, Inventory};
 use crate::rules::{Expectation, Role, RoleSet, Rule, RuleSet, Side, TlsRequirement, Transport};
@@ -68,9 +68,11 @@ pub struct HostView {
 }
 
 impl HostView {
-    /// "ksc01 (10.0.0.10)", "10.1.2.3 (in office-lan)" or "10.0.0.10".
+    /// "ksc01 (10.0.0.10)", "10.1.2.3 (in office-lan)", "10.0.0.10", or
+    /// for a folded group "1,204 clients (folded)".
     pub fn label(&self) -> String {
         match &self.name {
+            Some(n) if self.addr.is_unspecified() => n.clone(),
             Some(n) if self.in_network => format!("{} (in {n})", self.addr),
             Some(n) if *n != self.addr.to_string() => format!("{n} ({})", self.addr),
             _ => self.addr.to_string(),
@@ -101,6 +103,10 @@ pub struct Judged {
     pub verdict: Verdict,
     pub reason: String,
     pub seed: Vec<u32>,
+    /// A group of folded conversations (see
+    /// [`crate::conversation::FoldKey`]): then the client (and, when
+    /// folded across servers, the server) is the unspecified address.
+    pub folded: Option<(FoldKey, Folded)>,
 }
 
 /// An unmet expectation.
@@ -142,24 +148,44 @@ pub struct Assessment {
 pub fn assess(
     rules: &RuleSet,
     inventory: Option<&Inventory>,
-    convs: &hashbrown::HashMap<ConvKey, ConvStats>,
-    seen_in_networks: &std::collections::BTreeSet<IpAddr>,
-    l2_broadcast: &std::collections::BTreeSet<IpAddr>,
+    obs: &Observed,
     duration_secs: u64,
     as_of: Option<Ts>,
 ) -> Assessment {
+    let (seen_in_networks, l2_broadcast) = (&obs.seen_in_networks, &obs.broadcast);
     let (inferred, roles_source) = match inventory {
         Some(_) => (None, RolesSource::Inventory),
-        None => (Some(infer_roles(rules, convs, l2_broadcast)), RolesSource::Inferred),
+        None => (Some(infer_roles(rules, obs)), RolesSource::Inferred),
     };
     let inv = inventory.or(inferred.as_ref()).expect("one of the two");
     let res = Resolver { rules, inv, declared: inventory.is_some(), l2_broadcast };
 
     let mut flows = Vec::new();
     let mut out_of_scope = OutOfScope::default();
-    for (key, stats) in convs {
-        match judge(&res, key, stats) {
-            Some(j) => flows.push(j),
+    let conversations = obs.map.iter().map(|(k, s)| (*k, res.view(k.client), res.view(k.server), s, None));
+    let groups = obs.folded.iter().map(|(f, g)| {
+        let key = ConvKey {
+            client: unspecified_like(f.server),
+            server: f.server,
+            transport: f.transport,
+            server_port: f.server_port,
+        };
+        let server = if f.server.is_unspecified() { res.folded_servers(f.server) } else { res.view(f.server) };
+        (key, res.folded_clients(f, g), server, &g.stats, Some((*f, g.clone())))
+    });
+    for (key, client, server, stats, folded) in conversations.chain(groups) {
+        match judge(&res, &key, client, server, stats) {
+            Some(mut j) => {
+                if let Some((_, g)) = &folded {
+                    j.reason = format!(
+                        "{} conversation(s) folded at the conversation limit (--max-conversations): {}",
+                        crate::report::thousands(g.conversations),
+                        j.reason
+                    );
+                    j.folded = folded;
+                }
+                flows.push(j)
+            }
             None => {
                 out_of_scope.connections += stats.connections;
                 out_of_scope.packets += stats.packets_total();
@@ -191,6 +217,14 @@ pub fn assess(
     }
 }
 
+/// 0.0.0.0 or :: : the address a folded side is shown with.
+fn unspecified_like(a: IpAddr) -> IpAddr {
+    match a {
+        IpAddr::V4(_) => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+        IpAddr::V6(_) => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+    }
+}
+
 struct Resolver<'a> {
     rules: &'a RuleSet,
     inv: &'a Inventory,
@@ -201,6 +235,38 @@ struct Resolver<'a> {
 }
 
 impl Resolver<'_> {
+    /// The clients of a folded group: with an inventory, the roles they
+    /// were declared with (none: hosts it lacks); without, the roles their
+    /// opening this port gives ([`roles_opening`]).
+    fn folded_clients(&self, f: &FoldKey, g: &Folded) -> HostView {
+        let declared = if self.declared { f.client_roles } else { roles_opening(f.transport, f.server_port, f.server) };
+        let any = RoleSet::EMPTY.with(Role::Any);
+        let known = !declared.is_empty();
+        HostView {
+            addr: unspecified_like(f.server),
+            name: Some(match g.clients.estimate() {
+                1 => "~1 client (folded)".to_string(),
+                n => format!("~{} clients (folded)", crate::report::thousands(n)),
+            }),
+            roles: if known { self.rules.expand(declared).union(any) } else { any.with(Role::External) },
+            declared,
+            known,
+            in_network: false,
+        }
+    }
+
+    /// The servers of a group folded across servers.
+    fn folded_servers(&self, addr: IpAddr) -> HostView {
+        HostView {
+            addr,
+            name: Some("many servers (folded)".into()),
+            roles: RoleSet::EMPTY.with(Role::Any).with(Role::External),
+            declared: RoleSet::EMPTY,
+            known: false,
+            in_network: false,
+        }
+    }
+
     fn view(&self, addr: IpAddr) -> HostView {
         let any = RoleSet::EMPTY.with(Role::Any);
         let is_mcast = addr.is_multicast();
@@ -248,10 +314,8 @@ fn ports_text(t: Transport, p: u16) -> String {
     format!("{t} {p}")
 }
 
-fn judge(res: &Resolver<'_>, key: &ConvKey, s: &ConvStats) -> Option<Judged> {
+fn judge(res: &Resolver<'_>, key: &ConvKey, client: HostView, server: HostView, s: &ConvStats) -> Option<Judged> {
     let rules = res.rules;
-    let client = res.view(key.client);
-    let server = res.view(key.server);
     let (t, port) = (key.transport, key.server_port);
     let infra = client.roles.intersects(Role::INFRASTRUCTURE) || server.roles.intersects(Role::INFRASTRUCTURE);
 
@@ -277,6 +341,7 @@ fn judge(res: &Resolver<'_>, key: &ConvKey, s: &ConvStats) -> Option<Judged> {
         verdict: Verdict::Unexpected,
         reason: String::new(),
         seed: Vec::new(),
+        folded: None,
     };
     let (cl, sl) = (j.client.label(), j.server.label());
 
@@ -537,11 +602,8 @@ fn missing(
 /// "the host that accepts TCP 13000 from many agents and 13291/13299 is an
 /// AS; one that accepts 13000 and 13295 and multicasts on 15001 is a DP").
 /// Evidence is what a host accepts (answered) and what it opens.
-pub fn infer_roles(
-    rules: &RuleSet,
-    convs: &hashbrown::HashMap<ConvKey, ConvStats>,
-    l2_broadcast: &std::collections::BTreeSet<IpAddr>,
-) -> Inventory {
+pub fn infer_roles(rules: &RuleSet, obs: &Observed) -> Inventory {
+    let (convs, l2_broadcast) = (&obs.map, &obs.broadcast);
     use Role::*;
     #[derive(Default)]
     struct Ev {
@@ -564,6 +626,16 @@ pub fn infer_roles(
         }
         ev.entry(k.client).or_default().opens.push((k.transport, k.server_port, k.server));
     }
+    // Folded groups still show what their server accepts (their clients
+    // are not known one by one).
+    for (f, g) in &obs.folded {
+        let ksc = rules.ksc_ports.contains(f.transport, f.server_port)
+            && !rules.shared_ports.contains(f.transport, f.server_port);
+        let answered = g.stats.outcome(Outcome::Answered) > 0 || f.transport == Transport::Udp;
+        if ksc && answered && !f.server.is_unspecified() && !f.server.is_multicast() {
+            ev.entry(f.server).or_default().accepts.push((f.transport, f.server_port, unspecified_like(f.server)));
+        }
+    }
     let tcp = Transport::Tcp;
     let udp = Transport::Udp;
     let has = |list: &[(Transport, u16, IpAddr)], t: Transport, ports: &[u16]| {
@@ -578,22 +650,11 @@ pub fn infer_roles(
         {
             r = r.with(AdministrationServer);
         }
-        if has(&e.accepts, tcp, &[13295])
-            || e.opens.iter().any(|(t, p, d)| *t == udp && *p == 15001 && d.is_multicast())
-        {
+        if has(&e.accepts, tcp, &[13295]) {
             r = r.with(DistributionPoint);
         }
-        if has(&e.opens, tcp, &[13299]) {
-            r = r.with(WebConsole);
-        }
-        if has(&e.opens, tcp, &[13291]) {
-            r = r.with(AdminConsole);
-        }
-        if has(&e.opens, tcp, &[13292, 13293, 17100]) {
-            r = r.with(MobileDevice);
-        }
-        if has(&e.opens, tcp, &[13000, 14000, 17000, 13295]) || has(&e.opens, udp, &[13000]) {
-            r = r.with(ManagedDevice);
+        for &(t, p, d) in &e.opens {
+            r = r.union(roles_opening(t, p, d));
         }
         roles.insert(*a, r);
     }
@@ -655,6 +716,23 @@ pub fn infer_roles(
     Inventory::from_hosts("<inferred from the traffic>", hosts)
 }
 
+/// The roles a host earns by opening `port` to `dest` (DESIGN.md's
+/// inference): a Web Console opens 13299 on the AS, an admin console
+/// 13291, a mobile device 13292/13293/17100, a managed device 13000,
+/// 14000, 17000 or 13295, and a DP multicasts on UDP 15001.
+fn roles_opening(t: Transport, port: u16, dest: IpAddr) -> RoleSet {
+    use Role::*;
+    let role = match (t, port) {
+        (Transport::Tcp, 13299) => WebConsole,
+        (Transport::Tcp, 13291) => AdminConsole,
+        (Transport::Tcp, 13292 | 13293 | 17100) => MobileDevice,
+        (Transport::Tcp, 13000 | 14000 | 17000 | 13295) | (Transport::Udp, 13000) => ManagedDevice,
+        (Transport::Udp, 15001) if dest.is_multicast() => DistributionPoint,
+        _ => return RoleSet::EMPTY,
+    };
+    RoleSet::EMPTY.with(role)
+}
+
 /// `kscflow discover`: the inferred inventory as TOML to correct and reuse.
 pub fn inventory_toml(inv: &Inventory) -> String {
     let mut s = String::from(
@@ -706,9 +784,8 @@ mod tests {
             s.packets = [5, 5];
             (key, s)
         };
-        let convs: hashbrown::HashMap<ConvKey, ConvStats> = [conv("10.0.1.5", 10), conv("10.0.1.6", 100)].into();
-        let none = std::collections::BTreeSet::new();
-        let judge = |as_of| assess(&rules, Some(&inv), &convs, &none, &none, 100 * 60, as_of);
+        let obs = Observed { map: [conv("10.0.1.5", 10), conv("10.0.1.6", 100)].into(), ..Default::default() };
+        let judge = |as_of| assess(&rules, Some(&inv), &obs, 100 * 60, as_of);
         assert!(judge(None).missing.is_empty());
         let live = judge(Some(t0 + 100 * MIN));
         let missing: Vec<_> = live.missing.iter().map(|m| (m.host.addr.to_string(), m.status)).collect();

@@ -7,13 +7,19 @@
 //! shared ports (443, 8080, the DBMS ports) that is every conversation until
 //! the roles are known at the end, so without an inventory a span port's
 //! HTTPS is held here too (one entry per client, server and port).
+//!
+//! Memory is bounded whatever arrives (issue 3: a day of a span port is an
+//! hour's; issue 5: a flood of spoofed sources): at most `limit`
+//! conversations one by one, then the least worth keeping are folded into
+//! groups per server and port, counted, with an estimate of their distinct
+//! clients ([`Conversations`], [`Folded`]).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
 use std::net::IpAddr;
 
 use crate::flow::{ConnRecord, ConnSink, Direction, Outcome, Scope, Sni, TlsSeen, Ts};
 use crate::inventory::Inventory;
-use crate::rules::{Role, RuleSet, Transport};
+use crate::rules::{Role, RoleSet, RuleSet, Transport};
 use crate::tls::TlsVersion;
 
 /// The key of a conversation.
@@ -176,29 +182,268 @@ impl Scope for KscScope<'_> {
     }
 }
 
-/// Collects finished connections (a [`ConnSink`]).
-pub struct Conversations<'r> {
-    inventory: Option<&'r Inventory>,
+/// Conversations the map could not keep one by one, folded into a group
+/// per server and port (or per port alone once the groups are many): like
+/// Zeek's scan summaries, a flood of sources is one line, not a million.
+/// `client_roles` are the declared roles the folded clients had (empty:
+/// hosts the inventory lacks, or no inventory), so a group is judged as its
+/// members would have been.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FoldKey {
+    /// Unspecified (0.0.0.0 or ::) when the servers were folded too.
+    pub server: IpAddr,
+    pub transport: Transport,
+    pub server_port: u16,
+    pub client_roles: RoleSet,
+}
+
+/// A group of folded conversations.
+#[derive(Clone, Debug, Default)]
+pub struct Folded {
+    /// Conversations folded in (a client folded, seen again and folded
+    /// again counts twice: see `clients`).
+    pub conversations: u64,
+    /// The distinct clients, estimated.
+    pub clients: DistinctCount,
+    pub stats: ConvStats,
+}
+
+impl Folded {
+    /// Adds another group's members.
+    pub fn merge(&mut self, o: &Folded) {
+        self.conversations += o.conversations;
+        self.clients.merge(&o.clients);
+        self.stats.merge(&o.stats);
+    }
+}
+
+/// A count of distinct addresses in 256 bytes, whatever their number:
+/// HyperLogLog (Flajolet et al., 2007) with 2^8 registers, a standard
+/// error of 1.04/√256 ≈ 6.5 %, linear counting below 640. Two counts merge
+/// exactly (register-wise maximum), so threads and `kscflow report` add
+/// them up without counting a client twice.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DistinctCount {
+    /// Empty until the first address.
+    registers: Vec<u8>,
+}
+
+impl DistinctCount {
+    const REGISTERS: usize = 256;
+
+    pub fn insert(&mut self, a: IpAddr) {
+        let h = match a {
+            IpAddr::V4(v) => mix(u32::from(v) as u64),
+            IpAddr::V6(v) => {
+                let x = u128::from(v);
+                mix((x >> 64) as u64 ^ mix(x as u64))
+            }
+        };
+        if self.registers.is_empty() {
+            self.registers = vec![0; Self::REGISTERS];
+        }
+        // The top 8 bits pick the register; the rank of the first one bit
+        // of the other 56 is what it keeps (at most 57).
+        let rank = ((h << 8) | 0x80).leading_zeros() as u8 + 1;
+        let r = &mut self.registers[(h >> 56) as usize];
+        *r = (*r).max(rank);
+    }
+
+    pub fn merge(&mut self, o: &DistinctCount) {
+        if self.registers.is_empty() {
+            self.registers = o.registers.clone();
+        } else if !o.registers.is_empty() {
+            for (a, b) in self.registers.iter_mut().zip(&o.registers) {
+                *a = (*a).max(*b);
+            }
+        }
+    }
+
+    pub fn estimate(&self) -> u64 {
+        if self.registers.is_empty() {
+            return 0;
+        }
+        let m = Self::REGISTERS as f64;
+        let alpha = 0.7213 / (1.0 + 1.079 / m);
+        let sum: f64 = self.registers.iter().map(|&r| (-(r as f64)).exp2()).sum();
+        let zeros = self.registers.iter().filter(|&&r| r == 0).count();
+        let raw = alpha * m * m / sum;
+        let e = if raw <= 2.5 * m && zeros > 0 { m * (m / zeros as f64).ln() } else { raw };
+        e.round().max(1.0) as u64
+    }
+
+    /// The registers as hex, for the JSON (`kscflow report` merges them).
+    pub fn to_hex(&self) -> String {
+        self.registers.iter().map(|r| format!("{r:02x}")).collect()
+    }
+
+    pub fn from_hex(s: &str) -> Option<DistinctCount> {
+        if s.is_empty() {
+            return Some(DistinctCount::default());
+        }
+        if s.len() != 2 * Self::REGISTERS || !s.is_ascii() {
+            return None;
+        }
+        let registers = (0..Self::REGISTERS)
+            .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok().filter(|&r| r <= 57))
+            .collect::<Option<Vec<u8>>>()?;
+        Some(DistinctCount { registers })
+    }
+}
+
+/// SplitMix64's finaliser: a fixed hash, so that counts made by two runs
+/// merge.
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Everything the judgement rests on: the conversations, the folded
+/// groups, the members of inventory networks and the link-layer broadcast
+/// destinations seen.
+#[derive(Clone, Debug, Default)]
+pub struct Observed {
     pub map: hashbrown::HashMap<ConvKey, ConvStats>,
-    pub out_of_scope: OutOfScope,
+    pub folded: hashbrown::HashMap<FoldKey, Folded>,
     /// Addresses seen inside inventory networks (CIDR entries): the managed
     /// devices that exist, whether or not they talk KSC.
     pub seen_in_networks: BTreeSet<IpAddr>,
     /// Servers that were link-layer broadcast destinations (10.0.1.255 …).
     pub broadcast: BTreeSet<IpAddr>,
+}
+
+impl Observed {
+    /// Adds what another collector observed.
+    pub fn absorb(&mut self, o: Observed) {
+        for (k, v) in o.map {
+            self.map.entry(k).or_default().merge(&v);
+        }
+        for (k, g) in o.folded {
+            self.folded.entry(k).or_default().merge(&g);
+        }
+        self.seen_in_networks.extend(o.seen_in_networks);
+        self.broadcast.extend(o.broadcast);
+    }
+}
+
+/// What the collector's limits left out.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ConvCounters {
+    /// High-water mark of conversations kept one by one.
+    pub peak: u64,
+    /// Conversations folded into groups because the map was full.
+    pub folded: u64,
+    /// Inventory-network members and broadcast destinations not remembered
+    /// because their sets were full.
+    pub members_not_tracked: u64,
+}
+
+impl ConvCounters {
+    pub fn add(&mut self, o: &ConvCounters) {
+        self.peak += o.peak;
+        self.folded += o.folded;
+        self.members_not_tracked += o.members_not_tracked;
+    }
+}
+
+/// How much a conversation is worth keeping one by one when the map is
+/// full, lowest first: 0 — a client the inventory lacks that exchanged no
+/// data (scans, SYN floods, spoofed sources); 1 — an address of an
+/// inventory network that exchanged none (an agent's lone shutdown notice
+/// or unanswered attempt, or a source spoofed inside the network: they
+/// look alike); 2 — a client the inventory lacks that exchanged data on a
+/// shared port (a span port's HTTPS, without an inventory); 3 — … on a
+/// KSC port (a rogue host; without an inventory, the agents); 4 — a host
+/// the inventory names, or an address of its networks that exchanged
+/// data: never folded to make room.
+type Tier = u8;
+const KEPT: Tier = 4;
+
+/// Did the client exchange data, not just a handshake? TCP: a first
+/// payload was seen, or more than SYN, ACK and RST went each way; UDP: the
+/// server answered.
+fn engaged(t: Transport, s: &ConvStats) -> bool {
+    match t {
+        Transport::Tcp => s.tls_hellos + s.tls_unparsed + s.plaintext > 0 || (s.packets[1] > 0 && s.packets[0] >= 3),
+        Transport::Udp => s.packets[1] > 0,
+    }
+}
+
+/// Collects finished connections (a [`ConnSink`]) into at most `limit`
+/// conversations; beyond it, the least worth keeping (see [`Tier`]),
+/// oldest first, are folded into groups ([`FoldKey`]), counted. Memory is
+/// then bounded whatever the traffic: a day of a span port is an hour's.
+pub struct Conversations<'r> {
+    rules: &'r RuleSet,
+    inventory: Option<&'r Inventory>,
+    limit: usize,
+    pub observed: Observed,
+    pub out_of_scope: OutOfScope,
+    pub counters: ConvCounters,
+    /// Keys of the tiers below [`KEPT`], oldest first; an entry whose conversation is
+    /// gone or has moved up a tier is skipped when popped.
+    queues: [VecDeque<ConvKey>; KEPT as usize],
     /// Every finished connection, kept only when `--events` asks for them.
     pub records: Option<Vec<ConnRecord>>,
 }
 
+/// The default `--max-conversations` of `audit`. An entry is 216 bytes (key
+/// 38, totals 176) plus a control byte, in a table between 7/16 and 7/8
+/// full: 250–500 bytes a conversation, up to 80 more in the fold queues;
+/// ~600 MB at worst at this limit (a million distinct conversations that
+/// may be KSC traffic).
+pub const DEFAULT_MAX_CONVERSATIONS: usize = 1 << 20;
+
 impl<'r> Conversations<'r> {
-    pub fn new(inventory: Option<&'r Inventory>, keep_records: bool) -> Self {
+    pub fn new(rules: &'r RuleSet, inventory: Option<&'r Inventory>, keep_records: bool, limit: usize) -> Self {
         Conversations {
+            rules,
             inventory,
-            map: hashbrown::HashMap::new(),
+            limit: limit.max(1),
+            observed: Observed::default(),
             out_of_scope: OutOfScope::default(),
-            seen_in_networks: BTreeSet::new(),
-            broadcast: BTreeSet::new(),
+            counters: ConvCounters::default(),
+            queues: Default::default(),
             records: keep_records.then(Vec::new),
+        }
+    }
+
+    /// A copy to judge while this one goes on collecting (`live`).
+    pub fn snapshot(&self) -> Self {
+        Conversations {
+            rules: self.rules,
+            inventory: self.inventory,
+            limit: self.limit,
+            observed: self.observed.clone(),
+            out_of_scope: self.out_of_scope,
+            counters: self.counters,
+            queues: self.queues.clone(),
+            records: None,
+        }
+    }
+
+    /// Takes in another collector's results (a worker thread's).
+    pub fn absorb(&mut self, o: Conversations<'_>) {
+        self.observed.absorb(o.observed);
+        let (a, b) = (&mut self.out_of_scope, o.out_of_scope);
+        a.connections += b.connections;
+        a.packets += b.packets;
+        a.bytes += b.bytes;
+        self.counters.add(&o.counters);
+        if let (Some(mine), Some(theirs)) = (&mut self.records, o.records) {
+            mine.extend(theirs);
+        }
+    }
+
+    fn note_member(&mut self, a: IpAddr, broadcast: bool) {
+        let full = self.limit;
+        let set = if broadcast { &mut self.observed.broadcast } else { &mut self.observed.seen_in_networks };
+        if set.len() < full || set.contains(&a) {
+            set.insert(a);
+        } else {
+            self.counters.members_not_tracked += 1;
         }
     }
 
@@ -207,9 +452,97 @@ impl<'r> Conversations<'r> {
             if let Some(l) = inv.lookup(a) {
                 let net = l.host.net;
                 if net.prefix_len() != net.max_prefix_len() && !l.is_broadcast && a != net.network() {
-                    self.seen_in_networks.insert(a);
+                    self.note_member(a, false);
                 }
             }
+        }
+    }
+
+    fn tier(&self, k: &ConvKey, s: &ConvStats) -> Tier {
+        let engaged = engaged(k.transport, s);
+        match self.inventory.and_then(|i| i.lookup(k.client)) {
+            Some(l) if !l.is_broadcast => {
+                if engaged || l.host.net.prefix_len() == l.host.net.max_prefix_len() {
+                    KEPT
+                } else {
+                    1
+                }
+            }
+            _ if !engaged => 0,
+            _ if self.rules.shared_ports.contains(k.transport, k.server_port) => 2,
+            _ => 3,
+        }
+    }
+
+    /// The group a conversation folds into.
+    fn fold_key(&self, k: &ConvKey) -> FoldKey {
+        let client_roles = match self.inventory.and_then(|i| i.lookup(k.client)) {
+            Some(l) if !l.is_broadcast => l.host.roles,
+            _ => RoleSet::EMPTY,
+        };
+        let mut f = FoldKey { server: k.server, transport: k.transport, server_port: k.server_port, client_roles };
+        // The groups are bounded too: past a sixteenth of the limit, new
+        // servers share one group per port.
+        if self.observed.folded.len() >= (self.limit / 16).max(64) && !self.observed.folded.contains_key(&f) {
+            f.server = match k.server {
+                IpAddr::V4(_) => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+                IpAddr::V6(_) => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+            };
+        }
+        f
+    }
+
+    fn fold(&mut self, k: &ConvKey, s: &ConvStats) {
+        let f = self.fold_key(k);
+        let g = self.observed.folded.entry(f).or_default();
+        g.conversations += 1;
+        g.clients.insert(k.client);
+        g.stats.merge(s);
+        self.counters.folded += 1;
+    }
+
+    /// Folds the oldest conversation of the lowest tier up to `max`; false
+    /// when there is none.
+    fn fold_one(&mut self, max: Tier) -> bool {
+        for t in 0..=max.min(KEPT - 1) {
+            while let Some(k) = self.queues[t as usize].pop_front() {
+                let Some(s) = self.observed.map.get(&k) else { continue };
+                if self.tier(&k, s) != t {
+                    continue;
+                }
+                let s = self.observed.map.remove(&k).expect("just found");
+                self.fold(&k, &s);
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Adds a finished connection to its conversation.
+    fn add(&mut self, key: ConvKey, r: &ConnRecord) {
+        if let Some(s) = self.observed.map.get_mut(&key) {
+            let was = engaged(key.transport, s);
+            s.add(r);
+            if !was && engaged(key.transport, s) {
+                let s = &self.observed.map[&key];
+                let t = self.tier(&key, s);
+                if t < KEPT {
+                    self.queues[t as usize].push_back(key);
+                }
+            }
+            return;
+        }
+        let mut s = ConvStats::default();
+        s.add(r);
+        let t = self.tier(&key, &s);
+        if self.observed.map.len() >= self.limit && !self.fold_one(t) {
+            self.fold(&key, &s);
+            return;
+        }
+        self.observed.map.insert(key, s);
+        self.counters.peak = self.counters.peak.max(self.observed.map.len() as u64);
+        if t < KEPT {
+            self.queues[t as usize].push_back(key);
         }
     }
 }
@@ -226,12 +559,12 @@ impl ConnSink for Conversations<'_> {
             self.note_network_member(r.server);
         }
         if r.to_broadcast {
-            self.broadcast.insert(r.server);
+            self.note_member(r.server, true);
         }
         if r.may_be_ksc {
             let key =
                 ConvKey { client: r.client, server: r.server, transport: r.transport, server_port: r.server_port };
-            self.map.entry(key).or_default().add(&r);
+            self.add(key, &r);
         } else {
             self.out_of_scope.connections += 1;
             self.out_of_scope.packets += r.packets[0] + r.packets[1];
@@ -255,6 +588,7 @@ pub fn direction_counts(s: &ConvStats) -> Vec<(&'static str, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::flow::{Direction, Outcome, TlsSeen};
 
     #[test]
     fn shared_ports_are_kept_only_with_infrastructure_when_an_inventory_says_so() {
@@ -279,5 +613,170 @@ mod tests {
         assert!(with.may_be_ksc(web, dev, Transport::Tcp, 13000));
         assert!(with.may_be_ksc(dev, ksc, Transport::Tcp, 8443));
         assert!(!with.may_be_ksc(dev, a("10.0.1.8"), Transport::Tcp, 445));
+    }
+
+    fn rec(client: IpAddr, server: IpAddr, port: u16, packets: [u64; 2], tls: TlsSeen) -> ConnRecord {
+        ConnRecord {
+            client,
+            server,
+            client_port: 40000,
+            server_port: port,
+            transport: Transport::Tcp,
+            first_ts: 1,
+            last_ts: 2,
+            packets,
+            bytes: [packets[0] * 60, packets[1] * 60],
+            outcome: if packets[1] > 0 { Outcome::Answered } else { Outcome::Unanswered },
+            direction: Direction::Syn,
+            tls,
+            vlan: 0,
+            to_broadcast: false,
+            may_be_ksc: true,
+        }
+    }
+
+    fn hello() -> TlsSeen {
+        TlsSeen::Hello { version: TlsVersion::TLS13, sni: None }
+    }
+
+    /// A SYN flood of 10,000 spoofed sources on the AS's 13000, mixed with
+    /// the site's real traffic, into a map of 100: the map never grows past
+    /// 100; every inventory host's conversation and every unknown host that
+    /// exchanged data stays one by one; the flood is one group whose client
+    /// count is within the estimator's error.
+    #[test]
+    fn a_flood_is_folded_and_the_real_conversations_stay() {
+        let rules = RuleSet::builtin();
+        let inv = Inventory::parse(
+            std::path::Path::new("t.toml"),
+            "[[host]]\nname = \"ksc\"\naddr = \"10.0.0.10\"\nrole = \"administration-server\"\n\n\
+             [[host]]\nname = \"lan\"\naddr = \"10.1.0.0/16\"\nrole = \"managed-device\"\n",
+        )
+        .unwrap();
+        let ksc: IpAddr = "10.0.0.10".parse().unwrap();
+        let mut c = Conversations::new(&rules, Some(&inv), false, 100);
+        let spoofed = |i: u32| IpAddr::V4(std::net::Ipv4Addr::from(0xC633_0000 + i)); // 198.51.x.x
+        let agent = |i: u32| IpAddr::V4(std::net::Ipv4Addr::from(0x0A01_0000 + i)); // 10.1.x.x
+        let rogue: IpAddr = "192.0.2.66".parse().unwrap();
+        for i in 0..10_000u32 {
+            c.closed(rec(spoofed(i), ksc, 13000, [1, 0], TlsSeen::NoPayload));
+            if i % 200 == 0 {
+                // 50 agents that synchronise (TLS), one rogue host that talks.
+                c.closed(rec(agent(i / 200), ksc, 13000, [6, 5], hello()));
+                c.closed(rec(rogue, ksc, 13000, [6, 5], hello()));
+            }
+            assert!(c.observed.map.len() <= 100);
+        }
+        let kept = |a: IpAddr| {
+            c.observed.map.contains_key(&ConvKey {
+                client: a,
+                server: ksc,
+                transport: Transport::Tcp,
+                server_port: 13000,
+            })
+        };
+        assert!((0..50).all(|i| kept(agent(i))), "an agent's conversation was folded");
+        assert!(kept(rogue));
+        assert_eq!(
+            c.observed.map[&ConvKey { client: rogue, server: ksc, transport: Transport::Tcp, server_port: 13000 }]
+                .connections,
+            50
+        );
+        assert_eq!(c.observed.folded.len(), 1);
+        let g = c.observed.folded.values().next().unwrap();
+        let individual = c.observed.map.len() as u64 - 51;
+        assert_eq!(g.conversations + individual, 10_000);
+        assert_eq!(c.counters.folded, g.conversations);
+        assert_eq!(c.counters.peak, 100);
+        let est = g.clients.estimate() as f64;
+        assert!((est - g.conversations as f64).abs() < 0.2 * g.conversations as f64, "estimate {est}");
+    }
+
+    /// A full map of hosts the inventory names folds the newcomer itself,
+    /// keeping what it was declared as (so the group is judged as it was).
+    #[test]
+    fn a_map_full_of_inventory_hosts_folds_the_newcomer_with_its_roles() {
+        let rules = RuleSet::builtin();
+        let inv = Inventory::parse(
+            std::path::Path::new("t.toml"),
+            "[[host]]\nname = \"ksc\"\naddr = \"10.0.0.10\"\nrole = \"administration-server\"\n\n\
+             [[host]]\nname = \"lan\"\naddr = \"10.1.0.0/16\"\nrole = \"managed-device\"\n",
+        )
+        .unwrap();
+        let ksc: IpAddr = "10.0.0.10".parse().unwrap();
+        let mut c = Conversations::new(&rules, Some(&inv), false, 10);
+        for i in 0..20u32 {
+            let a = IpAddr::V4(std::net::Ipv4Addr::from(0x0A01_0000 + i));
+            c.closed(rec(a, ksc, 13000, [6, 5], hello()));
+        }
+        assert_eq!(c.observed.map.len(), 10);
+        let (k, g) = c.observed.folded.iter().next().unwrap();
+        assert_eq!(k.client_roles, RoleSet::EMPTY.with(Role::ManagedDevice));
+        assert_eq!((k.server, g.conversations, g.clients.estimate()), (ksc, 10, 10));
+    }
+
+    /// Past a sixteenth of the limit (at least 64) in groups, new servers
+    /// share one group per port: the groups are bounded too.
+    #[test]
+    fn groups_are_bounded_by_folding_servers_too() {
+        let rules = RuleSet::builtin();
+        let mut c = Conversations::new(&rules, None, false, 1);
+        for i in 0..1_000u32 {
+            let server = IpAddr::V4(std::net::Ipv4Addr::from(0x0A00_0000 + i));
+            c.closed(rec("192.0.2.1".parse().unwrap(), server, 13000, [1, 0], TlsSeen::NoPayload));
+        }
+        assert_eq!(c.observed.folded.len(), 65);
+        let many = c.observed.folded.keys().find(|k| k.server.is_unspecified()).expect("a group across servers");
+        assert_eq!(c.observed.folded[many].conversations, 1_000 - 1 - 64);
+    }
+
+    #[test]
+    fn distinct_counts_are_close_and_merge_exactly() {
+        let addrs =
+            |r: std::ops::Range<u32>| r.map(|i| IpAddr::V4(std::net::Ipv4Addr::from(i.wrapping_mul(2_654_435_761))));
+        for n in [1u32, 10, 100, 1_000, 10_000, 200_000] {
+            let mut d = DistinctCount::default();
+            for a in addrs(0..n).chain(addrs(0..n)) {
+                d.insert(a);
+            }
+            let e = d.estimate() as f64;
+            // About 3 standard errors: 6.5 % each for HyperLogLog, ~5 % for
+            // linear counting at 100 addresses in 256 registers.
+            let tol = if n <= 100 { 0.15 * n as f64 + 1.0 } else { 0.2 * n as f64 };
+            assert!((e - n as f64).abs() <= tol, "{n} counted as {e}");
+        }
+        let (mut a, mut b, mut both) = (DistinctCount::default(), DistinctCount::default(), DistinctCount::default());
+        for x in addrs(0..6_000) {
+            a.insert(x);
+            both.insert(x);
+        }
+        for x in addrs(4_000..9_000) {
+            b.insert(x);
+            both.insert(x);
+        }
+        a.merge(&b);
+        assert_eq!(a, both);
+        assert_eq!(DistinctCount::from_hex(&a.to_hex()), Some(a));
+        assert_eq!(DistinctCount::default().estimate(), 0);
+        assert_eq!(DistinctCount::from_hex(""), Some(DistinctCount::default()));
+        assert_eq!(DistinctCount::from_hex("zz"), None);
+        assert_eq!(DistinctCount::from_hex(&"ff".repeat(256)), None);
+    }
+
+    #[test]
+    fn network_members_are_bounded_and_counted() {
+        let inv = Inventory::parse(
+            std::path::Path::new("t.toml"),
+            "[[host]]\nname = \"lan\"\naddr = \"10.1.0.0/16\"\nrole = \"managed-device\"\n",
+        )
+        .unwrap();
+        let rules = RuleSet::builtin();
+        let mut c = Conversations::new(&rules, Some(&inv), false, 8);
+        for i in 1..=20u32 {
+            let a = IpAddr::V4(std::net::Ipv4Addr::from(0x0A01_0000 + i));
+            c.closed(rec(a, "10.0.0.10".parse().unwrap(), 13000, [1, 0], TlsSeen::NoPayload));
+        }
+        assert_eq!(c.observed.seen_in_networks.len(), 8);
+        assert_eq!(c.counters.members_not_tracked, 12);
     }
 }

@@ -46,6 +46,8 @@ pub struct LiveConfig {
     /// The user's own BPF filter; with the automatic one, both must pass.
     pub filter: Option<String>,
     pub flow: FlowConfig,
+    /// Conversations kept one by one; beyond, folded into groups.
+    pub max_conversations: usize,
     /// The JSON report, rewritten every `report_every` and at the end.
     pub report: Option<PathBuf>,
     pub report_every: Duration,
@@ -140,7 +142,10 @@ struct FindingLine<'a> {
     seed: &'a [u32],
 }
 
-/// What has been reported as a finding already: each is said once.
+/// What has been reported as a finding already: each is said once. Only
+/// what the latest judgement still holds is remembered (at most the
+/// conversation limit): a conversation folded away, or a group that
+/// changed, and seen again is said again.
 #[derive(Default)]
 struct Said {
     flagged: hashbrown::HashSet<(ConvKey, Verdict)>,
@@ -152,8 +157,13 @@ impl Said {
     fn tell(&mut self, rules: &RuleSet, r: &AuditResult, out: &mut dyn Write) -> std::io::Result<usize> {
         let now = report::rfc3339(r.capture.last_ts.unwrap_or(0));
         let mut n = 0;
+        let mut now_flagged = hashbrown::HashSet::new();
         for j in &r.assessment.flows {
-            if j.verdict == Verdict::Expected || !self.flagged.insert((j.key, j.verdict)) {
+            if j.verdict == Verdict::Expected {
+                continue;
+            }
+            now_flagged.insert((j.key, j.verdict));
+            if self.flagged.contains(&(j.key, j.verdict)) {
                 continue;
             }
             let line = FindingLine {
@@ -212,6 +222,7 @@ impl Said {
             n += 1;
         }
         self.missing = now_missing;
+        self.flagged = now_flagged;
         out.flush()?;
         Ok(n)
     }
@@ -300,7 +311,7 @@ pub fn run(
         let _ = writeln!(log, "kscflow: BPF filter: {f}");
     }
 
-    let mut engine = Engine::new(rules, inventory, cfg.flow, cfg.events.is_some());
+    let mut engine = Engine::new(rules, inventory, cfg.flow, cfg.max_conversations, cfg.events.is_some());
     engine.facts.files.push(FileFacts {
         path: format!("live:{iface}").into(),
         linktypes: vec![src.linktype()],

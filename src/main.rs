@@ -104,6 +104,9 @@ enum Command {
         /// Most connections tracked at once; the longest idle are closed early beyond it.
         #[arg(long, value_name = "N", default_value_t = LIVE_MAX_FLOWS)]
         max_flows: usize,
+        /// Most conversations kept one by one; beyond it, scans and unknown hosts are folded into groups per server and port.
+        #[arg(long, value_name = "N", default_value_t = LIVE_MAX_CONVERSATIONS)]
+        max_conversations: usize,
     },
     /// Print the inventory inferred from captures, as TOML to correct and reuse.
     Discover {
@@ -155,6 +158,10 @@ enum Command {
 /// (128 bytes each, the table at most half full).
 const LIVE_MAX_FLOWS: usize = 1 << 18;
 
+/// A small sensor's conversations: 2^18, at most ~150 MB (250–580 bytes
+/// each, see `DEFAULT_MAX_CONVERSATIONS`).
+const LIVE_MAX_CONVERSATIONS: usize = 1 << 18;
+
 #[derive(clap::Args)]
 struct Common {
     /// Rules file replacing the built-in KSC 14.2 table.
@@ -169,6 +176,9 @@ struct Common {
     /// Most connections tracked at once; the longest idle are closed early beyond it.
     #[arg(long, value_name = "N", default_value_t = FlowConfig::default().max_flows)]
     max_flows: usize,
+    /// Most conversations kept one by one; beyond it, scans and unknown hosts are folded into groups per server and port.
+    #[arg(long, value_name = "N", default_value_t = kscflow::conversation::DEFAULT_MAX_CONVERSATIONS)]
+    max_conversations: usize,
     /// Threads for the flow work (connections are split by address); default: the cores, at most 4.
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
@@ -226,6 +236,7 @@ fn audit_config(captures: Vec<PathBuf>, c: &Common) -> AuditConfig {
         },
         filter: c.filter.clone(),
         flow: FlowConfig { max_flows: c.max_flows.max(1), ..FlowConfig::default() },
+        max_conversations: c.max_conversations.max(1),
         threads: c.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get().min(4))),
         ..AuditConfig::default()
     }
@@ -344,6 +355,7 @@ fn run(cli: Cli) -> Result<u8, Error> {
             count,
             user,
             max_flows,
+            max_conversations,
         } => {
             let rules = load_rules(rules.as_deref())?;
             let inv = inventory.as_deref().map(Inventory::load).transpose()?;
@@ -357,6 +369,7 @@ fn run(cli: Cli) -> Result<u8, Error> {
                 auto_filter: !no_auto_filter,
                 filter,
                 flow: FlowConfig { max_flows: max_flows.max(1), ..FlowConfig::default() },
+                max_conversations: max_conversations.max(1),
                 report: output,
                 report_every: Duration::from_secs(report_every.max(1)),
                 events,

@@ -19,7 +19,7 @@
 //! connection that one capture's end cut in two counts twice here, once in
 //! a joint audit (which reads the files as one capture).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
@@ -28,12 +28,12 @@ use serde::Deserialize;
 use crate::audit::{AuditResult, CaptureFacts, FileFacts};
 use crate::capture::live::Drops;
 use crate::classify;
-use crate::conversation::{ConvKey, ConvStats, OutOfScope};
+use crate::conversation::{ConvKey, ConvStats, DistinctCount, FoldKey, Folded, Observed, OutOfScope};
 use crate::decode::Skip;
 use crate::flow::{Direction, Outcome, Ts};
 use crate::inventory::Inventory;
-use crate::report::{linktype_number, parse_rfc3339, Source};
-use crate::rules::{RuleSet, Transport};
+use crate::report::{linktype_number, parse_rfc3339, JsonConvTable, JsonGroup, Source};
+use crate::rules::{Role, RoleSet, RuleSet, Transport};
 use crate::tls::TlsVersion;
 
 /// Why results could not be merged: each says which file and what to do.
@@ -67,6 +67,8 @@ struct Doc {
     summary: DocSummary,
     flows: Vec<DocFlow>,
     #[serde(default)]
+    folded: Vec<DocFlow>,
+    #[serde(default)]
     observed: DocObserved,
     #[serde(default)]
     sources: Vec<Source>,
@@ -89,6 +91,8 @@ struct DocCapture {
     drops: Option<crate::report::JsonDrops>,
     #[serde(default)]
     flow_table: crate::report::JsonFlowTable,
+    #[serde(default)]
+    conversation_table: JsonConvTable,
 }
 
 #[derive(Deserialize)]
@@ -117,8 +121,10 @@ struct DocObserved {
 
 #[derive(Deserialize)]
 struct DocFlow {
-    client: IpAddr,
-    server: IpAddr,
+    /// Absent in a folded group.
+    client: Option<IpAddr>,
+    /// Absent in a group folded across servers.
+    server: Option<IpAddr>,
     server_port: u16,
     transport: Transport,
     connections: u64,
@@ -132,6 +138,7 @@ struct DocFlow {
     plaintext_connections: u64,
     outcomes: BTreeMap<String, u64>,
     direction: BTreeMap<String, u64>,
+    group: Option<JsonGroup>,
 }
 
 #[derive(Deserialize)]
@@ -170,6 +177,30 @@ fn version(number: Option<u16>, name: Option<&str>) -> Option<TlsVersion> {
 
 /// A flow of the JSON back into its key and counters.
 fn conversation(f: &DocFlow) -> Result<(ConvKey, ConvStats), String> {
+    let (Some(client), Some(server)) = (f.client, f.server) else {
+        return Err("a flow without client or server address".into());
+    };
+    Ok((ConvKey { client, server, transport: f.transport, server_port: f.server_port }, stats(f)?))
+}
+
+/// A folded group of the JSON back into its key and members.
+fn group(f: &DocFlow) -> Result<(FoldKey, Folded), String> {
+    let g = f.group.as_ref().ok_or("a folded group without `group`")?;
+    let mut client_roles = RoleSet::EMPTY;
+    for name in &g.client_roles {
+        client_roles = client_roles.with(Role::from_name(name).ok_or_else(|| format!("unknown role {name:?}"))?);
+    }
+    let server = f.server.unwrap_or(match f.client {
+        Some(IpAddr::V6(_)) => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+        _ => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+    });
+    let key = FoldKey { server, transport: f.transport, server_port: f.server_port, client_roles };
+    let clients = DistinctCount::from_hex(&g.client_sketch).ok_or("`client_sketch` is not 256 hex registers")?;
+    Ok((key, Folded { conversations: g.conversations, clients, stats: stats(f)? }))
+}
+
+/// A flow's counters.
+fn stats(f: &DocFlow) -> Result<ConvStats, String> {
     let ts = |t: &str| parse_rfc3339(t).ok_or_else(|| format!("{t:?} is not a time kscflow writes"));
     let mut outcomes = [0u64; 4];
     for (k, n) in &f.outcomes {
@@ -182,8 +213,7 @@ fn conversation(f: &DocFlow) -> Result<(ConvKey, ConvStats), String> {
         directions[d] = *n;
     }
     let tls = f.tls.as_ref();
-    let key = ConvKey { client: f.client, server: f.server, transport: f.transport, server_port: f.server_port };
-    let stats = ConvStats {
+    Ok(ConvStats {
         connections: f.connections,
         packets: [f.packets_to_server, f.packets_to_client],
         bytes: [f.bytes_to_server, f.bytes_to_client],
@@ -197,8 +227,7 @@ fn conversation(f: &DocFlow) -> Result<(ConvKey, ConvStats), String> {
         tls_min: tls.and_then(|t| version(t.min_version_number, t.min_version.as_deref())),
         tls_max: tls.and_then(|t| version(t.version_number, t.version.as_deref())),
         sni: tls.and_then(|t| t.sni.as_deref()).map(Into::into),
-    };
-    Ok((key, stats))
+    })
 }
 
 /// Results merged and judged again, with the sources they came from.
@@ -212,9 +241,7 @@ pub struct Merged {
 /// judges the union.
 #[derive(Default)]
 pub struct Merger {
-    convs: hashbrown::HashMap<ConvKey, ConvStats>,
-    seen: BTreeSet<IpAddr>,
-    broadcast: BTreeSet<IpAddr>,
+    observed: Observed,
     capture: CaptureFacts,
     out_of_scope: OutOfScope,
     sources: Vec<Source>,
@@ -277,10 +304,14 @@ impl Merger {
         }
         for (index, f) in d.flows.iter().enumerate() {
             let (k, s) = conversation(f).map_err(|message| MergeError::Flow { path: path.clone(), index, message })?;
-            self.convs.entry(k).or_default().merge(&s);
+            self.observed.map.entry(k).or_default().merge(&s);
         }
-        self.seen.extend(d.observed.network_members.iter().copied());
-        self.broadcast.extend(d.observed.broadcast.iter().copied());
+        for (index, f) in d.folded.iter().enumerate() {
+            let (k, g) = group(f).map_err(|message| MergeError::Flow { path: path.clone(), index, message })?;
+            self.observed.folded.entry(k).or_default().merge(&g);
+        }
+        self.observed.seen_in_networks.extend(d.observed.network_members.iter().copied());
+        self.observed.broadcast.extend(d.observed.broadcast.iter().copied());
         let c = &d.capture;
         let capture = &mut self.capture;
         let (first, last): (Option<Ts>, Option<Ts>) =
@@ -313,6 +344,11 @@ impl Merger {
         fl.fragments_matched += ft.fragments_matched;
         fl.fragments_dropped += ft.fragments_not_tracked;
         fl.hellos_not_reassembled += ft.hellos_not_reassembled;
+        let ct = &c.conversation_table;
+        let cc = &mut capture.conversations;
+        cc.peak = cc.peak.max(ct.peak_conversations);
+        cc.folded += ct.folded_conversations;
+        cc.members_not_tracked += ct.members_not_tracked;
         // The inputs' out-of-scope counts already hold what their judgement
         // left out; what this one leaves out is added by the report writers.
         self.out_of_scope.connections += d.summary.out_of_scope_connections;
@@ -336,15 +372,7 @@ impl Merger {
     /// Judges the union with `rules` and `inventory` over the combined
     /// time window.
     pub fn finish(self, rules: &RuleSet, inventory: Option<&Inventory>) -> Merged {
-        let assessment = classify::assess(
-            rules,
-            inventory,
-            &self.convs,
-            &self.seen,
-            &self.broadcast,
-            self.capture.duration_secs(),
-            None,
-        );
+        let assessment = classify::assess(rules, inventory, &self.observed, self.capture.duration_secs(), None);
         Merged {
             result: AuditResult {
                 capture: self.capture,

@@ -122,6 +122,10 @@ struct JsonReport<'a> {
     capture: JsonCapture,
     summary: JsonSummary,
     flows: Vec<JsonFlow>,
+    /// Groups of conversations folded when the conversation limit was
+    /// reached (absent when none was).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    folded: Vec<JsonFlow>,
     missing: Vec<JsonMissing>,
     observed: JsonObserved,
     /// The results a `kscflow report` merged (absent for one audit).
@@ -181,6 +185,19 @@ struct JsonCapture {
     /// capturing system's drops are unknown).
     drops: Option<JsonDrops>,
     flow_table: JsonFlowTable,
+    conversation_table: JsonConvTable,
+}
+
+/// The conversation limit's counters; read back by `report`.
+#[derive(Serialize, serde::Deserialize, Default)]
+#[serde(default)]
+pub(crate) struct JsonConvTable {
+    /// High-water mark of conversations kept one by one (summed over threads).
+    pub(crate) peak_conversations: u64,
+    /// Conversations folded into groups (see `folded`).
+    pub(crate) folded_conversations: u64,
+    /// Inventory-network members and broadcast destinations not remembered.
+    pub(crate) members_not_tracked: u64,
 }
 
 /// Written here, read back by `report` ([`crate::merge`]).
@@ -210,6 +227,9 @@ pub(crate) struct JsonFlowTable {
 #[derive(Serialize)]
 struct JsonSummary {
     conversations: usize,
+    /// Groups of folded conversations; each also counts in its verdict.
+    #[serde(skip_serializing_if = "is_zero")]
+    folded_groups: usize,
     expected: usize,
     insecure: usize,
     unexpected: usize,
@@ -233,11 +253,19 @@ pub(crate) struct JsonTls {
     pub(crate) min_version_number: Option<u16>,
 }
 
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// A flow of the JSON; in `folded`, a group: no `client` (nor `server`
+/// when folded across servers) and a `group`.
 #[derive(Serialize)]
 pub(crate) struct JsonFlow {
-    pub(crate) client: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) client: Option<String>,
     pub(crate) client_name: Option<String>,
-    pub(crate) server: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) server: Option<String>,
     pub(crate) server_name: Option<String>,
     pub(crate) server_port: u16,
     pub(crate) transport: &'static str,
@@ -264,6 +292,20 @@ pub(crate) struct JsonFlow {
     pub(crate) verdict: Verdict,
     pub(crate) reason: String,
     pub(crate) seed: Vec<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) group: Option<JsonGroup>,
+}
+
+/// What a folded group is: how many conversations, how many distinct
+/// clients (estimated; `client_sketch` holds the estimator's registers so
+/// that `report` merges groups without counting a client twice), and the
+/// roles its clients were declared with (none: hosts the inventory lacks).
+#[derive(Serialize, serde::Deserialize)]
+pub(crate) struct JsonGroup {
+    pub(crate) conversations: u64,
+    pub(crate) clients: u64,
+    pub(crate) client_roles: Vec<String>,
+    pub(crate) client_sketch: String,
 }
 
 #[derive(Serialize)]
@@ -296,9 +338,9 @@ pub(crate) fn flow_json(rules: &RuleSet, j: &Judged) -> JsonFlow {
         min_version_number: s.tls_min.map(|v| v.0),
     });
     JsonFlow {
-        client: j.key.client.to_string(),
+        client: j.folded.is_none().then(|| j.key.client.to_string()),
         client_name: j.client.name.clone(),
-        server: j.key.server.to_string(),
+        server: (!j.key.server.is_unspecified() || j.folded.is_none()).then(|| j.key.server.to_string()),
         server_name: j.server.name.clone(),
         server_port: j.key.server_port,
         transport: j.key.transport.name(),
@@ -324,6 +366,12 @@ pub(crate) fn flow_json(rules: &RuleSet, j: &Judged) -> JsonFlow {
         verdict: j.verdict,
         reason: j.reason.clone(),
         seed: j.seed.clone(),
+        group: j.folded.as_ref().map(|(f, g)| JsonGroup {
+            conversations: g.conversations,
+            clients: g.clients.estimate(),
+            client_roles: f.client_roles.iter().map(|r| r.name().to_string()).collect(),
+            client_sketch: g.clients.to_hex(),
+        }),
     }
 }
 
@@ -391,9 +439,15 @@ pub fn write_json_report(out: &mut dyn Write, d: &ReportData<'_>) -> io::Result<
                 fragments_not_tracked: c.flows.fragments_dropped,
                 hellos_not_reassembled: c.flows.hellos_not_reassembled,
             },
+            conversation_table: JsonConvTable {
+                peak_conversations: c.conversations.peak,
+                folded_conversations: c.conversations.folded,
+                members_not_tracked: c.conversations.members_not_tracked,
+            },
         },
         summary: JsonSummary {
-            conversations: a.flows.len(),
+            conversations: a.flows.iter().filter(|j| j.folded.is_none()).count(),
+            folded_groups: a.flows.iter().filter(|j| j.folded.is_some()).count(),
             expected: count(Verdict::Expected),
             insecure: count(Verdict::Insecure),
             unexpected: count(Verdict::Unexpected),
@@ -403,7 +457,8 @@ pub fn write_json_report(out: &mut dyn Write, d: &ReportData<'_>) -> io::Result<
             out_of_scope_packets: r.assessment.out_of_scope.packets + out_of_scope_total(r).1,
             out_of_scope_bytes: r.assessment.out_of_scope.bytes + out_of_scope_total(r).2,
         },
-        flows: a.flows.iter().map(|j| flow_json(rules, j)).collect(),
+        flows: a.flows.iter().filter(|j| j.folded.is_none()).map(|j| flow_json(rules, j)).collect(),
+        folded: a.flows.iter().filter(|j| j.folded.is_some()).map(|j| flow_json(rules, j)).collect(),
         missing: a
             .missing
             .iter()
@@ -480,6 +535,36 @@ fn flow_line(rules: &RuleSet, j: &Judged) -> String {
         attempts_text(j),
         tls_text(j)
     )
+}
+
+/// Findings of one kind listed one by one; more are summed up (a scan of
+/// 10,000 sources is one paragraph at 2 a.m., not 10,000 lines).
+const SHOWN_ALIKE: usize = 5;
+
+/// Findings grouped when they differ only by client: same server, port,
+/// rule and kind of client (known or not, its roles); folded groups on
+/// their own. Largest first by connections, so what dominates is on top.
+fn similar_findings<'a>(list: &[&'a Judged]) -> Vec<Vec<&'a Judged>> {
+    let mut index: hashbrown::HashMap<_, usize> = hashbrown::HashMap::new();
+    let mut groups: Vec<Vec<&Judged>> = Vec::new();
+    for &j in list {
+        let k = (
+            j.key.server,
+            j.key.transport,
+            j.key.server_port,
+            j.rule,
+            j.client.known,
+            j.client.declared,
+            j.folded.is_some().then_some(j.key.client),
+        );
+        let i = *index.entry(k).or_insert_with(|| {
+            groups.push(Vec::new());
+            groups.len() - 1
+        });
+        groups[i].push(j);
+    }
+    groups.sort_by_key(|g| std::cmp::Reverse(g.iter().map(|j| j.stats.connections).sum::<u64>()));
+    groups
 }
 
 fn seed_text(seed: &[u32]) -> String {
@@ -562,9 +647,31 @@ pub fn write_text_report(out: &mut dyn Write, d: &ReportData<'_>) -> io::Result<
             continue;
         }
         writeln!(out, "\n{title} ({})", list.len())?;
-        for j in list {
-            writeln!(out, "  {}", flow_line(rules, j))?;
-            writeln!(out, "      {}{}", j.reason, seed_text(&j.seed))?;
+        for g in similar_findings(&list) {
+            if g.len() <= SHOWN_ALIKE {
+                for j in g {
+                    writeln!(out, "  {}", flow_line(rules, j))?;
+                    writeln!(out, "      {}{}", j.reason, seed_text(&j.seed))?;
+                }
+                continue;
+            }
+            let j = g[0];
+            let conns: u64 = g.iter().map(|j| j.stats.connections).sum();
+            writeln!(
+                out,
+                "  {} clients → {} [{}]  {} {}  {} conn, alike: same server, port, rule and kind of client",
+                thousands(g.len() as u64),
+                j.server.label(),
+                j.server.role_for(j.rule.map_or(RoleSet(!0), |i| rules.rules[i].responder)),
+                j.key.transport,
+                j.key.server_port,
+                thousands(conns)
+            )?;
+            for j in g.iter().take(3) {
+                writeln!(out, "    {}", flow_line(rules, j))?;
+                writeln!(out, "        {}{}", j.reason, seed_text(&j.seed))?;
+            }
+            writeln!(out, "    … and {} more like these (see --format json)", thousands(g.len() as u64 - 3))?;
         }
     }
     for (st, title) in [(Status::Missing, "MISSING"), (Status::Unconfirmed, "NOT SEEN YET (unconfirmed)")] {
@@ -639,6 +746,23 @@ pub fn write_text_report(out: &mut dyn Write, d: &ReportData<'_>) -> io::Result<
             out,
             "\nNOTE: the flow table was full: {} connection(s) were closed early (raise --max-flows).",
             thousands(c.flows.evicted)
+        )?;
+    }
+    let cc = &c.conversations;
+    if cc.folded > 0 {
+        writeln!(
+            out,
+            "\nNOTE: the conversation limit was reached: {} conversation(s) of hosts the inventory lacks or that exchanged no data were folded into {} group(s) per server and port (raise --max-conversations).",
+            thousands(cc.folded),
+            a.flows.iter().filter(|j| j.folded.is_some()).count()
+        )?;
+    }
+    if cc.members_not_tracked > 0 {
+        writeln!(
+            out,
+            "\nNOTE: {} address(es) of inventory networks or broadcast destinations were not remembered (the conversation limit): \
+             devices among them are not checked for missing.",
+            thousands(cc.members_not_tracked)
         )?;
     }
     Ok(())

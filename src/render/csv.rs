@@ -1,7 +1,8 @@
 //! The conversations as CSV for spreadsheets: one row per conversation,
 //! the fields of the JSON contract's flow records (the same
 //! `flow_json` builds both), nested ones flattened (`tls_version`,
-//! `outcome_refused`, `direction_syn`), lists joined with `;`.
+//! `outcome_refused`, `direction_syn`), lists joined with `;`. A folded
+//! group has no client address and its size in `folded_conversations`.
 
 use std::io::{self, Write};
 
@@ -42,16 +43,16 @@ pub fn write(out: &mut dyn Write, data: &ReportData<'_>) -> io::Result<()> {
     .to_vec();
     head.extend(Outcome::ALL.iter().map(|o| format!("outcome_{}", o.key())));
     head.extend(Direction::ALL.iter().map(|d| format!("direction_{}", d.key())));
-    head.extend(["rule", "allow", "verdict", "reason", "seed"].map(String::from));
+    head.extend(["rule", "allow", "verdict", "reason", "seed", "folded_conversations"].map(String::from));
     w.write_record(&head)?;
     let opt = |s: &Option<String>| s.clone().unwrap_or_default();
     for j in &data.result.assessment.flows {
         let f = flow_json(data.rules, j);
         let tls = f.tls.as_ref();
         let mut rec: Vec<String> = vec![
-            f.client.clone(),
+            opt(&f.client),
             opt(&f.client_name),
-            f.server.clone(),
+            opt(&f.server),
             opt(&f.server_name),
             f.server_port.to_string(),
             f.transport.to_string(),
@@ -83,6 +84,7 @@ pub fn write(out: &mut dyn Write, data: &ReportData<'_>) -> io::Result<()> {
             f.verdict.name().to_string(),
             f.reason.clone(),
             f.seed.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(";"),
+            f.group.as_ref().map(|g| g.conversations.to_string()).unwrap_or_default(),
         ]);
         w.write_record(&rec)?;
     }
