@@ -23,7 +23,7 @@ use crate::decode::Skip;
 use crate::flow::Outcome;
 pub use crate::report::thousands;
 use crate::report::{exit_status, rfc3339, ReportData};
-use crate::rules::{Role, RoleSet};
+use crate::rules::{Role, RoleSet, Transport};
 
 /// Counts per verdict.
 #[derive(Clone, Copy, Debug, Default)]
@@ -95,6 +95,37 @@ pub struct Model<'a> {
 pub const FOLD_HOSTS_ABOVE: usize = 25;
 
 /// The name of a rule row of `j`.
+/// A host of the pictures and the host table: an address, or one side of a
+/// folded group (its clients, or its servers when folded across servers),
+/// which shows as the unspecified address and must not merge with another
+/// group's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct HostKey(IpAddr, Option<(IpAddr, Transport, u16, u16, bool)>);
+
+impl HostKey {
+    /// The host of a missing entry (always an address).
+    pub fn host(a: IpAddr) -> HostKey {
+        HostKey(a, None)
+    }
+    /// The address, unless this is a folded group.
+    pub fn addr(&self) -> Option<IpAddr> {
+        self.1.is_none().then_some(self.0)
+    }
+}
+
+/// A conversation's client and server, with their keys.
+pub fn sides(j: &Judged) -> [(HostKey, &HostView); 2] {
+    let key = |v: &HostView, server: bool| {
+        let group = j
+            .folded
+            .as_ref()
+            .filter(|_| v.addr.is_unspecified())
+            .map(|(f, _)| (f.server, f.transport, f.server_port, f.client_roles.0, server));
+        HostKey(v.addr, group)
+    };
+    [(key(&j.client, false), &j.client), (key(&j.server, true), &j.server)]
+}
+
 pub fn rule_label(data: &ReportData<'_>, j: &Judged) -> String {
     match (j.rule, &j.allow) {
         (Some(i), _) => data.rules.rules[i].id.clone(),
@@ -191,7 +222,7 @@ fn rule_rows(data: &ReportData<'_>) -> Vec<RuleRow> {
     let mut rows: Vec<RuleRow> = by
         .into_iter()
         .map(|(id, list)| {
-            let hosts: BTreeSet<IpAddr> = list.iter().flat_map(|j| [j.key.client, j.key.server]).collect();
+            let hosts: BTreeSet<HostKey> = list.iter().flat_map(|j| sides(j).map(|(k, _)| k)).collect();
             let mut versions = BTreeSet::new();
             let mut plaintext = false;
             for j in &list {
@@ -229,18 +260,20 @@ fn host_rows(data: &ReportData<'_>) -> Vec<HostRow> {
         inn: usize,
         findings: usize,
     }
-    let mut hosts: BTreeMap<IpAddr, Acc<'_>> = BTreeMap::new();
+    let mut hosts: BTreeMap<HostKey, Acc<'_>> = BTreeMap::new();
     for j in &a.flows {
         let flagged = usize::from(j.verdict != Verdict::Expected);
-        let c = hosts.entry(j.key.client).or_insert(Acc { view: &j.client, out: 0, inn: 0, findings: 0 });
+        let [(ck, cv), (sk, sv)] = sides(j);
+        let c = hosts.entry(ck).or_insert(Acc { view: cv, out: 0, inn: 0, findings: 0 });
         c.out += 1;
         c.findings += flagged;
-        let s = hosts.entry(j.key.server).or_insert(Acc { view: &j.server, out: 0, inn: 0, findings: 0 });
+        let s = hosts.entry(sk).or_insert(Acc { view: sv, out: 0, inn: 0, findings: 0 });
         s.inn += 1;
         s.findings += flagged;
     }
     for m in &a.missing {
-        hosts.entry(m.host.addr).or_insert(Acc { view: &m.host, out: 0, inn: 0, findings: 0 }).findings += 1;
+        let h = hosts.entry(HostKey::host(m.host.addr));
+        h.or_insert(Acc { view: &m.host, out: 0, inn: 0, findings: 0 }).findings += 1;
     }
     let source = match a.roles_source {
         RolesSource::Inventory => "declared",
@@ -284,7 +317,7 @@ fn host_rows(data: &ReportData<'_>) -> Vec<HostRow> {
         }
         rows.push(HostRow {
             label: h.view.label(),
-            addr: Some(*addr),
+            addr: addr.addr(),
             roles,
             conversations_out: h.out,
             conversations_in: h.inn,

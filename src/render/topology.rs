@@ -18,8 +18,8 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::net::IpAddr;
 
+use super::{sides, HostKey};
 use crate::classify::{HostView, Verdict};
 use crate::report::ReportData;
 use crate::rules::{Role, RoleSet, Side, Transport};
@@ -131,10 +131,10 @@ struct HostInfo<'a> {
 /// Builds the graph of a report.
 pub fn graph(data: &ReportData<'_>) -> Graph {
     let a = &data.result.assessment;
-    let mut hosts: BTreeMap<IpAddr, HostInfo<'_>> = BTreeMap::new();
+    let mut hosts: BTreeMap<HostKey, HostInfo<'_>> = BTreeMap::new();
     for j in &a.flows {
-        for h in [&j.client, &j.server] {
-            let e = hosts.entry(h.addr).or_insert(HostInfo { view: h, findings: 0, worst: None, missing: false });
+        for (k, h) in sides(j) {
+            let e = hosts.entry(k).or_insert(HostInfo { view: h, findings: 0, worst: None, missing: false });
             if j.verdict != Verdict::Expected {
                 e.findings += 1;
                 e.worst = Some(e.worst.map_or(j.verdict, |w| w.min(j.verdict)));
@@ -142,16 +142,20 @@ pub fn graph(data: &ReportData<'_>) -> Graph {
         }
     }
     for m in &a.missing {
-        let e =
-            hosts.entry(m.host.addr).or_insert(HostInfo { view: &m.host, findings: 0, worst: None, missing: false });
+        let e = hosts.entry(HostKey::host(m.host.addr)).or_insert(HostInfo {
+            view: &m.host,
+            findings: 0,
+            worst: None,
+            missing: false,
+        });
         e.findings += 1;
         e.missing = true;
     }
 
     // Which hosts keep a box of their own, lane by lane.
-    let mut own: BTreeMap<IpAddr, bool> = BTreeMap::new();
+    let mut own: BTreeMap<HostKey, bool> = BTreeMap::new();
     for lane in Lane::ALL {
-        let mut in_lane: Vec<(&IpAddr, &HostInfo<'_>)> =
+        let mut in_lane: Vec<(&HostKey, &HostInfo<'_>)> =
             hosts.iter().filter(|(_, h)| lane_of(h.view) == lane).collect();
         if in_lane.len() <= MAX_NODES_PER_LANE {
             own.extend(in_lane.iter().map(|(a, _)| (**a, true)));
@@ -160,23 +164,30 @@ pub fn graph(data: &ReportData<'_>) -> Graph {
         // Servers first, then the most findings; a few boxes stay for groups.
         let central =
             RoleSet::of(&[Role::AdministrationServer, Role::SecondaryServer, Role::Dbms, Role::ConnectionGateway]);
-        in_lane.sort_by_key(|(a, h)| (!h.view.roles.intersects(central), std::cmp::Reverse(h.findings), **a));
+        // A folded group is many hosts already: it keeps its box like a server.
+        let first = |a: &HostKey, h: &HostInfo<'_>| h.view.roles.intersects(central) || a.addr().is_none();
+        in_lane.sort_by_key(|(a, h)| (!first(a, h), std::cmp::Reverse(h.findings), **a));
         let keep = MAX_NODES_PER_LANE / 2;
         for (i, (a, h)) in in_lane.iter().enumerate() {
-            own.insert(**a, i < keep && (h.findings > 0 || h.view.roles.intersects(central)));
+            own.insert(**a, i < keep && (h.findings > 0 || first(a, h)));
         }
     }
 
     let mut g = Graph::default();
-    let mut node_of: BTreeMap<IpAddr, usize> = BTreeMap::new();
+    let mut node_of: BTreeMap<HostKey, usize> = BTreeMap::new();
     let mut groups: BTreeMap<(Lane, String, bool), usize> = BTreeMap::new();
     for (addr, h) in &hosts {
         let lane = lane_of(h.view);
         let roles = super::roles_text(h.view);
         let id = if own[addr] {
-            let title = h.view.name.clone().filter(|_| !h.view.in_network).unwrap_or_else(|| addr.to_string());
-            let subtitle =
-                if h.view.known { format!("{roles} · {addr}") } else { format!("not in the inventory · {addr}") };
+            let a = h.view.addr;
+            let title = h.view.name.clone().filter(|_| !h.view.in_network).unwrap_or_else(|| a.to_string());
+            let subtitle = match (addr.addr(), h.view.known) {
+                (None, true) => format!("{roles} · folded at the conversation limit"),
+                (None, false) => "not in the inventory · folded at the conversation limit".into(),
+                (Some(_), true) => format!("{roles} · {a}"),
+                (Some(_), false) => format!("not in the inventory · {a}"),
+            };
             g.nodes.push(Node {
                 lane,
                 title,
@@ -223,9 +234,8 @@ pub fn graph(data: &ReportData<'_>) -> Graph {
     // Conversations, folded by box pair, port and verdict.
     let mut edges: BTreeMap<(usize, usize, Transport, u16, Verdict), usize> = BTreeMap::new();
     for j in &a.flows {
-        *edges
-            .entry((node_of[&j.key.client], node_of[&j.key.server], j.key.transport, j.key.server_port, j.verdict))
-            .or_default() += 1;
+        let [(c, _), (s, _)] = sides(j);
+        *edges.entry((node_of[&c], node_of[&s], j.key.transport, j.key.server_port, j.verdict)).or_default() += 1;
     }
     for ((from, to, t, port, v), count) in edges {
         g.edges.push(Edge { from, to, label: format!("{t} {port}"), verdict: Some(v), count });
@@ -240,7 +250,7 @@ pub fn graph(data: &ReportData<'_>) -> Graph {
             Side::Initiator | Side::Either => acc.union(r.responder),
             Side::Responder => acc.union(r.initiator),
         });
-        let me = node_of[&m.host.addr];
+        let me = node_of[&HostKey::host(m.host.addr)];
         let counterpart = (0..g.nodes.len())
             .filter(|&i| i != me && g.nodes[i].roles.intersects(other))
             .min_by_key(|&i| (g.nodes[i].lane != Lane::Servers, i))
