@@ -88,6 +88,9 @@ pub struct CaptureFacts {
     pub conversations: ConvCounters,
     /// libpcap's counters, for a live capture.
     pub drops: Option<Drops>,
+    /// The host that captured (live capture only: a file's capturing host
+    /// is unknown).
+    pub sensor: Option<String>,
 }
 
 impl CaptureFacts {

@@ -228,6 +228,13 @@ impl Said {
     }
 }
 
+/// This host's name, so that results merged from several sensors say which
+/// saw what (Linux: the kernel's UTS name).
+fn sensor_name() -> Option<String> {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
+    Some(name.trim().to_string()).filter(|n| !n.is_empty())
+}
+
 fn write_line(out: &mut dyn Write, v: &impl Serialize) -> std::io::Result<()> {
     serde_json::to_writer(&mut *out, v)?;
     out.write_all(b"\n")
@@ -312,6 +319,7 @@ pub fn run(
     }
 
     let mut engine = Engine::new(rules, inventory, cfg.flow, cfg.max_conversations, cfg.events.is_some());
+    engine.facts.sensor = sensor_name();
     engine.facts.files.push(FileFacts {
         path: format!("live:{iface}").into(),
         linktypes: vec![src.linktype()],

@@ -82,6 +82,8 @@ struct DocRules {
 #[derive(Deserialize)]
 struct DocCapture {
     files: Vec<DocFile>,
+    #[serde(default)]
+    sensor: Option<String>,
     packets: u64,
     bytes: u64,
     first_timestamp: Option<String>,
@@ -358,6 +360,7 @@ impl Merger {
             self.sources.push(Source {
                 result: path.display().to_string(),
                 captures: c.files.iter().map(|f| f.path.clone()).collect(),
+                sensor: c.sensor.clone(),
                 packets: c.packets,
                 first_timestamp: c.first_timestamp.clone(),
                 last_timestamp: c.last_timestamp.clone(),

@@ -149,6 +149,9 @@ struct JsonObserved {
 pub struct Source {
     pub result: String,
     pub captures: Vec<String>,
+    /// The capturing host, for a live result.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sensor: Option<String>,
     pub packets: u64,
     pub first_timestamp: Option<String>,
     pub last_timestamp: Option<String>,
@@ -184,6 +187,9 @@ struct JsonCapture {
     /// libpcap's counters on a live capture (null for files, where the
     /// capturing system's drops are unknown).
     drops: Option<JsonDrops>,
+    /// The capturing host (live capture only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sensor: Option<String>,
     flow_table: JsonFlowTable,
     conversation_table: JsonConvTable,
 }
@@ -431,6 +437,7 @@ pub fn write_json_report(out: &mut dyn Write, d: &ReportData<'_>) -> io::Result<
                 dropped: d.dropped,
                 interface_dropped: d.if_dropped,
             }),
+            sensor: c.sensor.clone(),
             flow_table: JsonFlowTable {
                 peak_flows: c.flows.peak_flows,
                 timed_out: c.flows.timed_out,
@@ -597,6 +604,9 @@ pub fn write_text_report(out: &mut dyn Write, d: &ReportData<'_>) -> io::Result<
     };
     if d.sources.is_empty() {
         writeln!(out, "kscflow audit: {} file(s), {} packets, {} UTC", c.files.len(), thousands(c.packets), span)?;
+        if let Some(h) = &c.sensor {
+            writeln!(out, "Sensor: {h}")?;
+        }
     } else {
         writeln!(
             out,
@@ -607,7 +617,8 @@ pub fn write_text_report(out: &mut dyn Write, d: &ReportData<'_>) -> io::Result<
             span
         )?;
         for s in d.sources {
-            writeln!(out, "  {}: {}", s.result, s.captures.join(", "))?;
+            let on = s.sensor.as_ref().map_or(String::new(), |h| format!(" on {h}"));
+            writeln!(out, "  {}: {}{on}", s.result, s.captures.join(", "))?;
         }
     }
     match (a.roles_source, inventory) {

@@ -196,6 +196,8 @@ fn live_loopback_tls_plaintext_udp_and_privilege_drop() {
     let udp = flow(&r, 15000, "udp");
     assert_eq!((udp["verdict"].as_str(), udp["client"].as_str()), (Some("expected"), Some("127.0.0.1")));
     assert!(r["capture"]["drops"]["received"].as_u64().unwrap() > 0, "{:#}", r["capture"]);
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    assert_eq!(r["capture"]["sensor"].as_str(), Some(host.trim()), "the sensor's name");
 
     // Each finding once, though judged every second.
     let lines: Vec<serde_json::Value> = findings.lines().map(|l| serde_json::from_str(l).unwrap()).collect();

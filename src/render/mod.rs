@@ -338,14 +338,18 @@ fn facts(data: &ReportData<'_>) -> Vec<(String, String)> {
         f.push((
             "Result merged".into(),
             format!(
-                "{} ({}; {} packets, {} → {})",
+                "{} ({}{}; {} packets, {} → {})",
                 s.result,
                 s.captures.join(", "),
+                s.sensor.as_ref().map_or(String::new(), |h| format!(" on {h}")),
                 thousands(s.packets),
                 s.first_timestamp.as_deref().unwrap_or("-"),
                 s.last_timestamp.as_deref().unwrap_or("-")
             ),
         ));
+    }
+    if let Some(h) = &c.sensor {
+        f.push(("Sensor".into(), h.clone()));
     }
     for file in &c.files {
         let state = match &file.error {
