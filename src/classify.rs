@@ -106,7 +106,9 @@ pub struct Judged {
     /// A group of folded conversations (see
     /// [`crate::conversation::FoldKey`]): then the client (and, when
     /// folded across servers, the server) is the unspecified address.
-    pub folded: Option<(FoldKey, Folded)>,
+    /// Boxed: most conversations are not groups, and a judged conversation
+    /// is kept for every conversation at each judgement.
+    pub folded: Option<Box<(FoldKey, Folded)>>,
 }
 
 /// An unmet expectation.
@@ -171,12 +173,12 @@ pub fn assess(
             server_port: f.server_port,
         };
         let server = if f.server.is_unspecified() { res.folded_servers(f.server) } else { res.view(f.server) };
-        (key, res.folded_clients(f, g), server, &g.stats, Some((*f, g.clone())))
+        (key, res.folded_clients(f, g), server, &g.stats, Some(Box::new((*f, g.clone()))))
     });
     for (key, client, server, stats, folded) in conversations.chain(groups) {
         match judge(&res, &key, client, server, stats) {
             Some(mut j) => {
-                if let Some((_, g)) = &folded {
+                if let Some(g) = folded.as_ref().map(|b| &b.1) {
                     j.reason = format!(
                         "{} conversation(s) folded at the conversation limit (--max-conversations): {}",
                         crate::report::thousands(g.conversations),

@@ -372,7 +372,7 @@ pub(crate) fn flow_json(rules: &RuleSet, j: &Judged) -> JsonFlow {
         verdict: j.verdict,
         reason: j.reason.clone(),
         seed: j.seed.clone(),
-        group: j.folded.as_ref().map(|(f, g)| JsonGroup {
+        group: j.folded.as_deref().map(|(f, g)| JsonGroup {
             conversations: g.conversations,
             clients: g.clients.estimate(),
             client_roles: f.client_roles.iter().map(|r| r.name().to_string()).collect(),

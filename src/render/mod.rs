@@ -120,7 +120,7 @@ pub fn sides(j: &Judged) -> [(HostKey, &HostView); 2] {
             .folded
             .as_ref()
             .filter(|_| v.addr.is_unspecified())
-            .map(|(f, _)| (f.server, f.transport, f.server_port, f.client_roles.0, server));
+            .map(|b| (b.0.server, b.0.transport, b.0.server_port, b.0.client_roles.0, server));
         HostKey(v.addr, group)
     };
     [(key(&j.client, false), &j.client), (key(&j.server, true), &j.server)]
