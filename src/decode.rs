@@ -12,6 +12,13 @@
 //! addresses of a packet cut by the snap length. The TCP/UDP header is read
 //! by hand from the IP payload, because etherparse gives no transport slice
 //! for any fragment, even the first one, which carries the ports.
+//!
+//! Tunnels (GRE, ERSPAN, VXLAN, Geneve, IP in IP, MPLS, PPPoE, GTP-U) are
+//! opened in the cold submodule [`tunnel`], reached from three branches a
+//! plain packet does not take; the flow is the innermost TCP/UDP 5-tuple,
+//! and [`Packet::tunnels`] says what it came through.
+
+mod tunnel;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -57,13 +64,15 @@ pub enum Skip {
     LinkTruncated,
     /// The capture's link type is one kscflow does not decode.
     UnsupportedLink,
-    /// ARP, LLDP, STP, MPLS, PPPoE … — not IPv4 or IPv6.
+    /// ARP, LLDP, STP … — not IPv4 or IPv6, also inside a tunnel (ARP in
+    /// VXLAN, PPP control, a GTP echo, an MPLS pseudowire).
     NotIp,
     /// More VLAN tags than [`MAX_VLAN_TAGS`].
     TooManyVlanTags,
     /// An IP header that is cut short or inconsistent.
     MalformedIp,
-    /// ICMP, ESP, GRE, OSPF … — neither TCP nor UDP.
+    /// ICMP, ESP, OSPF … — neither TCP nor UDP (and not a tunnel kscflow
+    /// opens; a later fragment of a GRE or IP-in-IP packet).
     NotTcpUdp,
     /// The TCP or UDP header is cut before the ports.
     TruncatedTransport,
@@ -72,10 +81,15 @@ pub enum Skip {
     MalformedTransport,
     /// A non-first IP fragment whose first fragment was not seen.
     OrphanFragment,
+    /// A tunnel header (GRE, ERSPAN, VXLAN, Geneve, MPLS, PPPoE, GTP-U) cut
+    /// short or invalid (a version or flag the RFC does not allow).
+    MalformedTunnel,
+    /// More nested tunnels than [`MAX_ENCAPSULATIONS`].
+    TunnelTooDeep,
 }
 
 impl Skip {
-    pub const ALL: [Skip; 9] = [
+    pub const ALL: [Skip; 11] = [
         Skip::LinkTruncated,
         Skip::UnsupportedLink,
         Skip::NotIp,
@@ -85,6 +99,8 @@ impl Skip {
         Skip::TruncatedTransport,
         Skip::MalformedTransport,
         Skip::OrphanFragment,
+        Skip::MalformedTunnel,
+        Skip::TunnelTooDeep,
     ];
 
     /// The key used in reports (snake_case, stable).
@@ -99,6 +115,8 @@ impl Skip {
             Skip::TruncatedTransport => "truncated_transport",
             Skip::MalformedTransport => "malformed_transport",
             Skip::OrphanFragment => "orphan_fragment",
+            Skip::MalformedTunnel => "malformed_tunnel",
+            Skip::TunnelTooDeep => "tunnel_too_deep",
         }
     }
 
@@ -106,20 +124,22 @@ impl Skip {
         match self {
             Skip::LinkTruncated => "frame shorter than its link-layer header",
             Skip::UnsupportedLink => "link type not decoded",
-            Skip::NotIp => "not IPv4/IPv6 (ARP, LLDP, STP, …)",
+            Skip::NotIp => "not IPv4/IPv6 (ARP, LLDP, STP, a tunnel's non-IP payload, …)",
             Skip::TooManyVlanTags => "more than 8 VLAN tags",
             Skip::MalformedIp => "malformed or truncated IP header",
             Skip::NotTcpUdp => "IP but neither TCP nor UDP (ICMP, ESP, GRE, …)",
             Skip::TruncatedTransport => "TCP/UDP header cut before the ports",
             Skip::MalformedTransport => "TCP/UDP header shorter than its minimum",
             Skip::OrphanFragment => "IP fragment whose first fragment was not seen",
+            Skip::MalformedTunnel => "tunnel header cut short or invalid",
+            Skip::TunnelTooDeep => "more than 4 nested tunnels",
         }
     }
 }
 
 /// Per-reason skip counters (an array: bumping one is an add).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct SkipCounts(pub [u64; 9]);
+pub struct SkipCounts(pub [u64; 11]);
 
 impl SkipCounts {
     #[inline]
@@ -141,6 +161,119 @@ impl SkipCounts {
 
 /// Bound on stacked VLAN tags (QinQ is 2; real networks stop well before 8).
 pub const MAX_VLAN_TAGS: usize = 8;
+
+/// Bound on nested tunnels (a tunnel header entered counts one; an MPLS
+/// label stack counts one). Remote SPAN gives 1 (ERSPAN), an overlay seen
+/// through ERSPAN 2, a provider's MPLS under that 3; past 4 the packet is a
+/// [`Skip::TunnelTooDeep`], which also bounds the work a crafted packet can
+/// ask for.
+pub const MAX_ENCAPSULATIONS: usize = 4;
+
+/// The kinds of tunnel kscflow opens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum Tunnel {
+    /// GRE (RFC 2784, 2890) carrying IP, Ethernet (0x6558), PPP or MPLS.
+    Gre,
+    /// ERSPAN type I, II or III (GRE 0x88BE / 0x22EB): remote SPAN.
+    Erspan,
+    /// VXLAN (RFC 7348), UDP 4789.
+    Vxlan,
+    /// Geneve (RFC 8926), UDP 6081.
+    Geneve,
+    /// IPv4 or IPv6 in IPv4 or IPv6 (RFC 2003, 4213, 2473).
+    IpInIp,
+    /// An MPLS label stack (RFC 3032).
+    Mpls,
+    /// PPPoE session (RFC 2516).
+    Pppoe,
+    /// GTP-U (3GPP TS 29.281), UDP 2152.
+    GtpU,
+}
+
+impl Tunnel {
+    pub const ALL: [Tunnel; 8] = [
+        Tunnel::Gre,
+        Tunnel::Erspan,
+        Tunnel::Vxlan,
+        Tunnel::Geneve,
+        Tunnel::IpInIp,
+        Tunnel::Mpls,
+        Tunnel::Pppoe,
+        Tunnel::GtpU,
+    ];
+
+    /// The key used in reports (snake_case, stable).
+    pub fn key(self) -> &'static str {
+        match self {
+            Tunnel::Gre => "gre",
+            Tunnel::Erspan => "erspan",
+            Tunnel::Vxlan => "vxlan",
+            Tunnel::Geneve => "geneve",
+            Tunnel::IpInIp => "ip_in_ip",
+            Tunnel::Mpls => "mpls",
+            Tunnel::Pppoe => "pppoe",
+            Tunnel::GtpU => "gtp_u",
+        }
+    }
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            Tunnel::Gre => "GRE",
+            Tunnel::Erspan => "ERSPAN (remote SPAN over GRE)",
+            Tunnel::Vxlan => "VXLAN (UDP 4789)",
+            Tunnel::Geneve => "Geneve (UDP 6081)",
+            Tunnel::IpInIp => "IP in IP (4in4, 6in4, 4in6, 6in6)",
+            Tunnel::Mpls => "MPLS",
+            Tunnel::Pppoe => "PPPoE",
+            Tunnel::GtpU => "GTP-U (UDP 2152)",
+        }
+    }
+}
+
+/// The set of tunnel kinds a packet came through (a bit per [`Tunnel`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tunnels(pub u8);
+
+impl Tunnels {
+    #[inline]
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+    #[inline]
+    pub fn contains(self, t: Tunnel) -> bool {
+        self.0 & (1 << t as u8) != 0
+    }
+    #[inline]
+    pub fn with(self, t: Tunnel) -> Tunnels {
+        Tunnels(self.0 | (1 << t as u8))
+    }
+}
+
+/// Per-kind counters of decapsulated packets: a packet counts once under
+/// each kind of tunnel it came through.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TunnelCounts(pub [u64; 8]);
+
+impl TunnelCounts {
+    /// Counts a packet that came through `t` (nothing when `t` is empty).
+    #[inline]
+    pub fn count(&mut self, t: Tunnels) {
+        if !t.is_empty() {
+            for k in Tunnel::ALL {
+                self.0[k as usize] += t.contains(k) as u64;
+            }
+        }
+    }
+    pub fn get(&self, t: Tunnel) -> u64 {
+        self.0[t as usize]
+    }
+    pub fn add(&mut self, o: &TunnelCounts) {
+        for (a, b) in self.0.iter_mut().zip(o.0.iter()) {
+            *a += b;
+        }
+    }
+}
 
 /// TCP flag bits (RFC 9293 §3.1).
 pub mod tcp_flags {
@@ -187,12 +320,19 @@ pub struct Packet<'a> {
     pub payload: &'a [u8],
     /// Payload length on the wire, from the IP length fields.
     pub payload_len: u32,
-    /// Outer VLAN id, 0 when untagged.
+    /// VLAN id of the frame that carried the packet (its first, outer tag),
+    /// 0 when untagged. In a tunnel: the innermost Ethernet frame's (or,
+    /// when the mirrored frame has no tag, ERSPAN's original VLAN field);
+    /// an L3 tunnel (GRE, IP in IP, MPLS, PPPoE, GTP-U) keeps the enclosing
+    /// frame's. Not part of the flow key.
     pub vlan: u16,
     /// Sent to the link-layer broadcast address (Ethernet ff:ff:ff:ff:ff:ff,
     /// or a Linux cooked "broadcast" packet type): how a directed IP
     /// broadcast such as 10.0.1.255 is recognised without an inventory.
+    /// In a tunnel, only an inner Ethernet frame's destination counts.
     pub l2_broadcast: bool,
+    /// The tunnels the packet was found in (empty for a plain packet).
+    pub tunnels: Tunnels,
     /// Set on a first fragment: later fragments carry this identity.
     pub frag: Option<FragId>,
 }
@@ -200,26 +340,35 @@ pub struct Packet<'a> {
 /// Decodes one captured frame of link type `link`.
 #[inline(never)]
 pub fn decode(link: Link, frame: &[u8]) -> Decoded<'_> {
-    let (ip, vlan) = match link_payload(link, frame) {
+    let (ethertype, rest, vlan) = match link_payload(link, frame) {
         Ok(x) => x,
         Err(s) => return Decoded::Skip(s),
     };
-    let mut d = decode_ip(ip, vlan);
-    if let Decoded::Packet(p) = &mut d {
-        p.l2_broadcast = match link {
-            Link::Ethernet => frame.get(..6) == Some(&[0xff; 6]),
-            // packet type 1: "sent to us by somebody else as a broadcast"
-            Link::LinuxSll => frame.get(..2) == Some(&[0, 1]),
-            Link::LinuxSll2 => frame.get(10) == Some(&1),
-            Link::RawIp | Link::Null => false,
-        };
+    let mut d = if matches!(ethertype, 0x0800 | 0x86dd) {
+        decode_ip(rest, vlan)
+    } else {
+        tunnel::decapsulate(tunnel::Next::Type(ethertype, rest), Tunnels::default(), 0, vlan, false)
+    };
+    match &mut d {
+        Decoded::Packet(p) if p.tunnels.is_empty() => {
+            p.l2_broadcast = match link {
+                Link::Ethernet => frame.get(..6) == Some(&[0xff; 6]),
+                // packet type 1: "sent to us by somebody else as a broadcast"
+                Link::LinuxSll => frame.get(..2) == Some(&[0, 1]),
+                Link::LinuxSll2 => frame.get(10) == Some(&1),
+                Link::RawIp | Link::Null => false,
+            }
+        }
+        _ => {}
     }
     d
 }
 
-/// Strips the link layer: the IP bytes and the outer VLAN id.
+/// Strips the link layer: the ethertype (0x0800 for raw IP and BSD
+/// null, whose version nibble then decides), the bytes after the link
+/// header, and the outer VLAN id.
 #[inline]
-fn link_payload(link: Link, f: &[u8]) -> Result<(&[u8], u16), Skip> {
+fn link_payload(link: Link, f: &[u8]) -> Result<(u16, &[u8], u16), Skip> {
     match link {
         Link::Ethernet => {
             if f.len() < 14 {
@@ -244,24 +393,21 @@ fn link_payload(link: Link, f: &[u8]) -> Result<(&[u8], u16), Skip> {
                 off += 4;
                 tags += 1;
             }
-            match ethertype {
-                0x0800 | 0x86dd => Ok((&f[off..], vlan)),
-                _ => Err(Skip::NotIp),
-            }
+            Ok((ethertype, &f[off..], vlan))
         }
         Link::LinuxSll => {
             if f.len() < 16 {
                 return Err(Skip::LinkTruncated);
             }
-            ether_ip(be16(f, 14), &f[16..])
+            Ok((be16(f, 14), &f[16..], 0))
         }
         Link::LinuxSll2 => {
             if f.len() < 20 {
                 return Err(Skip::LinkTruncated);
             }
-            ether_ip(be16(f, 0), &f[20..])
+            Ok((be16(f, 0), &f[20..], 0))
         }
-        Link::RawIp => Ok((f, 0)),
+        Link::RawIp => Ok((0x0800, f, 0)),
         Link::Null => {
             // The address family is in the writer's byte order, and AF_INET6
             // differs between systems (Linux 10, BSDs 24, 28 or 30); like
@@ -272,18 +418,10 @@ fn link_payload(link: Link, f: &[u8]) -> Result<(&[u8], u16), Skip> {
             let le = u32::from_le_bytes([f[0], f[1], f[2], f[3]]);
             let be = u32::from_be_bytes([f[0], f[1], f[2], f[3]]);
             match (le, be) {
-                (2 | 10 | 24 | 28 | 30, _) | (_, 2 | 10 | 24 | 28 | 30) => Ok((&f[4..], 0)),
+                (2 | 10 | 24 | 28 | 30, _) | (_, 2 | 10 | 24 | 28 | 30) => Ok((0x0800, &f[4..], 0)),
                 _ => Err(Skip::NotIp),
             }
         }
-    }
-}
-
-#[inline]
-fn ether_ip(ethertype: u16, rest: &[u8]) -> Result<(&[u8], u16), Skip> {
-    match ethertype {
-        0x0800 | 0x86dd => Ok((rest, 0)),
-        _ => Err(Skip::NotIp),
     }
 }
 
@@ -300,19 +438,36 @@ fn be32(b: &[u8], at: usize) -> u32 {
 /// The two addresses of a frame, read without decoding it, when that is
 /// certain to give what [`decode`] would: IPv4, and IPv6 whose next header
 /// is TCP, UDP or a fragment header (a routing header would change the
-/// destination). `None`: ask [`decode`]. Used to split connections over
+/// destination), neither being a tunnel (a tunnel's flow has the inner
+/// addresses). `None`: ask [`decode`]. Used to split connections over
 /// threads before the full decode.
 #[inline]
 pub fn quick_addresses(link: Link, frame: &[u8]) -> Option<(IpAddr, IpAddr)> {
-    let (ip, _) = link_payload(link, frame).ok()?;
+    let (ethertype, ip, _) = link_payload(link, frame).ok()?;
+    if !matches!(ethertype, 0x0800 | 0x86dd) {
+        return None;
+    }
+    let udp_tunnel = |at: usize| ip.len() >= at + 4 && tunnel::is_tunnel_port(be16(ip, at + 2));
     match ip.first()? >> 4 {
         4 if ip.len() >= 20 => {
+            // IP in IP and GRE; UDP to a tunnel port unless a later
+            // fragment (no UDP header: decode gives its outer addresses).
+            let later_fragment = be16(ip, 6) & 0x1fff != 0;
+            if matches!(ip[9], 4 | 41 | 47) || ip[9] == 17 && !later_fragment && udp_tunnel((ip[0] & 0x0f) as usize * 4)
+            {
+                return None;
+            }
             let a: [u8; 4] = ip[12..16].try_into().ok()?;
             let b: [u8; 4] = ip[16..20].try_into().ok()?;
             Some((IpAddr::from(a), IpAddr::from(b)))
         }
-        // A fragment header counts only when TCP/UDP follows it directly.
-        6 if ip.len() >= 48 && (matches!(ip[6], 6 | 17) || ip[6] == 44 && matches!(ip[40], 6 | 17)) => {
+        // A fragment header counts only when TCP/UDP follows it directly;
+        // a UDP datagram in a first fragment may be a tunnel.
+        6 if ip.len() >= 48
+            && (ip[6] == 6
+                || ip[6] == 17 && !udp_tunnel(40)
+                || ip[6] == 44 && (ip[40] == 6 || ip[40] == 17 && be16(ip, 42) & 0xfff8 != 0)) =>
+        {
             let a: [u8; 16] = ip[8..24].try_into().ok()?;
             let b: [u8; 16] = ip[24..40].try_into().ok()?;
             Some((IpAddr::from(a), IpAddr::from(b)))
@@ -355,14 +510,34 @@ fn validated_extensions<'a>(
 /// Decodes from the IP header on.
 #[inline]
 pub fn decode_ip(ip: &[u8], vlan: u16) -> Decoded<'_> {
+    match ip_layer(ip, vlan, false) {
+        IpStep::Done(d) => d,
+        IpStep::Tunnel(next, cut) => tunnel::decapsulate(next, Tunnels::default(), 0, vlan, cut),
+    }
+}
+
+/// What one IP layer gives: the end, or a tunnel to open.
+enum IpStep<'a> {
+    Done(Decoded<'a>),
+    /// The tunnel's bytes, and whether this IP layer was a first fragment
+    /// (what it carries is then partial).
+    Tunnel(tunnel::Next<'a>, bool),
+}
+
+/// One IP header and what follows: the TCP/UDP facts, or the tunnel it
+/// carries (IP protocol 4, 41, 47; UDP to a tunnel port). `cut`: an outer
+/// IP layer was a first fragment, so the lengths this one states are not
+/// all here (the payload counts only what is).
+#[inline(always)]
+fn ip_layer(ip: &[u8], vlan: u16, cut: bool) -> IpStep<'_> {
     match ip.first().map(|b| b >> 4) {
         Some(4) | Some(6) => {}
-        Some(_) => return Decoded::Skip(Skip::MalformedIp),
-        None => return Decoded::Skip(Skip::LinkTruncated),
+        Some(_) => return IpStep::Done(Decoded::Skip(Skip::MalformedIp)),
+        None => return IpStep::Done(Decoded::Skip(Skip::LinkTruncated)),
     }
     let (sl, _ext_err) = match LaxIpSlice::from_slice(ip) {
         Ok(x) => x,
-        Err(_) => return Decoded::Skip(Skip::MalformedIp),
+        Err(_) => return IpStep::Done(Decoded::Skip(Skip::MalformedIp)),
     };
     let p = sl.payload();
     let proto = p.ip_number.0;
@@ -412,16 +587,22 @@ pub fn decode_ip(ip: &[u8], vlan: u16) -> Decoded<'_> {
             // source, destination and identification (no protocol: what
             // etherparse reads past a later fragment's header is data).
             if let Some((id, false)) = frag {
-                return Decoded::LaterFragment(FragId { src, dst, id, proto: 0 });
+                return IpStep::Done(Decoded::LaterFragment(FragId { src, dst, id, proto: 0 }));
             }
             (src, dst, frag.map(|(id, first)| (FragId { src, dst, id, proto: 0 }, first)))
         }
     };
     let Some(transport) = Transport::from_ip_number(proto) else {
-        return Decoded::Skip(Skip::NotTcpUdp);
+        return match (proto, frag) {
+            // IP in IP (RFC 2003, 4213, 2473) and GRE, unless a later
+            // fragment (the inner headers are in the first one).
+            (4 | 41, None | Some((_, true))) => IpStep::Tunnel(tunnel::Next::IpInIp(p.payload), cut || frag.is_some()),
+            (47, None | Some((_, true))) => IpStep::Tunnel(tunnel::Next::Gre(p.payload), cut || frag.is_some()),
+            _ => IpStep::Done(Decoded::Skip(Skip::NotTcpUdp)),
+        };
     };
     let frag_id = match frag {
-        Some((id, false)) => return Decoded::LaterFragment(id),
+        Some((id, false)) => return IpStep::Done(Decoded::LaterFragment(id)),
         Some((id, true)) => Some(id),
         None => None,
     };
@@ -440,24 +621,28 @@ pub fn decode_ip(ip: &[u8], vlan: u16) -> Decoded<'_> {
     };
     let wire_l4 = ip_len.saturating_sub(l4_offset).max(l4.len());
     if l4.len() < 4 {
-        return Decoded::Skip(Skip::TruncatedTransport);
+        return IpStep::Done(Decoded::Skip(Skip::TruncatedTransport));
     }
     // A header the IP length itself says is incomplete is malformed (the
     // snap length may cut a header; the sender may not). A first fragment
     // may legitimately carry a partial header (RFC 1858 tiny fragments):
     // its ports still count.
     let min_header = if transport == Transport::Tcp { 20 } else { 8 };
-    if frag_id.is_none() && wire_l4 < min_header {
-        return Decoded::Skip(Skip::MalformedTransport);
+    let partial = cut || frag_id.is_some();
+    if !partial && wire_l4 < min_header {
+        return IpStep::Done(Decoded::Skip(Skip::MalformedTransport));
     }
     let sport = be16(l4, 0);
     let dport = be16(l4, 2);
+    if transport == Transport::Udp && tunnel::is_tunnel_port(dport) {
+        return IpStep::Tunnel(tunnel::Next::Udp(dport, l4), partial);
+    }
     let (flags, seq, ack, hdr_len) = match transport {
         Transport::Tcp if l4.len() >= 14 => {
             // RFC 9293 §3.1: the data offset counts 32-bit words, at least 5.
             let words = (l4[12] >> 4) as usize;
             if words < 5 {
-                return Decoded::Skip(Skip::MalformedTransport);
+                return IpStep::Done(Decoded::Skip(Skip::MalformedTransport));
             }
             (l4[13], be32(l4, 4), be32(l4, 8), words * 4)
         }
@@ -465,14 +650,14 @@ pub fn decode_ip(ip: &[u8], vlan: u16) -> Decoded<'_> {
         Transport::Udp => (0, 0, 0, 8),
     };
     let payload = l4.get(hdr_len..).unwrap_or(&[]);
-    let payload_len = if frag_id.is_some() {
+    let payload_len = if partial {
         // A first fragment holds only part of the datagram; its payload is
-        // what is here, never more.
+        // what is here, never more (also inside one).
         payload.len()
     } else {
         wire_l4.saturating_sub(hdr_len)
     };
-    Decoded::Packet(Packet {
+    IpStep::Done(Decoded::Packet(Packet {
         src,
         dst,
         transport,
@@ -485,8 +670,9 @@ pub fn decode_ip(ip: &[u8], vlan: u16) -> Decoded<'_> {
         payload_len: payload_len as u32,
         vlan,
         l2_broadcast: false,
+        tunnels: Tunnels::default(),
         frag: frag_id,
-    })
+    }))
 }
 
 /// The final destination of an IPv6 packet with a Routing header that
