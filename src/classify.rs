@@ -162,7 +162,7 @@ pub fn assess(
     let inv = inventory.or(inferred.as_ref()).expect("one of the two");
     let res = Resolver { rules, inv, declared: inventory.is_some(), l2_broadcast };
 
-    let mut flows = Vec::new();
+    let mut flows = Vec::with_capacity(obs.map.len() + obs.folded.len());
     let mut out_of_scope = OutOfScope::default();
     let conversations = obs.map.iter().map(|(k, s)| (*k, res.view(k.client), res.view(k.server), s, None));
     let groups = obs.folded.iter().map(|(f, g)| {

@@ -121,16 +121,42 @@ struct JsonReport<'a> {
     roles_source: RolesSource,
     capture: JsonCapture,
     summary: JsonSummary,
-    flows: Vec<JsonFlow>,
+    flows: FlowsJson<'a>,
     /// Groups of conversations folded when the conversation limit was
     /// reached (absent when none was).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    folded: Vec<JsonFlow>,
+    #[serde(skip_serializing_if = "FlowsJson::is_empty")]
+    folded: FlowsJson<'a>,
     missing: Vec<JsonMissing>,
     observed: JsonObserved,
     /// The results a `kscflow report` merged (absent for one audit).
     #[serde(skip_serializing_if = "<[Source]>::is_empty")]
     sources: &'a [Source],
+}
+
+/// The conversations (or the folded groups) of a report, written one by
+/// one as they are serialised: a live sensor rewrites its report every few
+/// minutes, and a list of every flow's JSON record first would double its
+/// memory for the moment.
+struct FlowsJson<'a> {
+    rules: &'a RuleSet,
+    flows: &'a [Judged],
+    folded: bool,
+}
+
+impl FlowsJson<'_> {
+    fn iter(&self) -> impl Iterator<Item = &Judged> {
+        let folded = self.folded;
+        self.flows.iter().filter(move |j| j.folded.is_some() == folded)
+    }
+    fn is_empty(&self) -> bool {
+        self.iter().next().is_none()
+    }
+}
+
+impl Serialize for FlowsJson<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.iter().map(|j| flow_json(self.rules, j)))
+    }
 }
 
 /// What the judgement rested on besides the conversations, so that
@@ -464,8 +490,8 @@ pub fn write_json_report(out: &mut dyn Write, d: &ReportData<'_>) -> io::Result<
             out_of_scope_packets: r.assessment.out_of_scope.packets + out_of_scope_total(r).1,
             out_of_scope_bytes: r.assessment.out_of_scope.bytes + out_of_scope_total(r).2,
         },
-        flows: a.flows.iter().filter(|j| j.folded.is_none()).map(|j| flow_json(rules, j)).collect(),
-        folded: a.flows.iter().filter(|j| j.folded.is_some()).map(|j| flow_json(rules, j)).collect(),
+        flows: FlowsJson { rules, flows: &a.flows, folded: false },
+        folded: FlowsJson { rules, flows: &a.flows, folded: true },
         missing: a
             .missing
             .iter()
