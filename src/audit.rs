@@ -21,7 +21,7 @@ use std::sync::mpsc;
 use crate::capture::live::Drops;
 use crate::capture::{self, End, Frame, Reader};
 use crate::classify::{self, Assessment};
-use crate::conversation::{ConvCounters, Conversations, KscScope, OutOfScope};
+use crate::conversation::{ConvCounters, Conversations, KscScope, OutOfScope, View};
 use crate::decode::{decode, quick_addresses, Decoded, Link, Skip, SkipCounts};
 use crate::flow::{ConnRecord, FlowConfig, FlowStats, FlowTable, Ts};
 use crate::inventory::Inventory;
@@ -268,16 +268,30 @@ impl<'r> Engine<'r> {
     /// counted as if they ended now, "missing" on the rolling window ending
     /// at `now`; the engine goes on (`live`).
     pub fn snapshot(&self, now: Ts) -> AuditResult {
-        let mut convs = self.convs.snapshot();
-        self.flows.each_live(&mut convs);
+        // The open connections alone (at most the flow table's size), judged
+        // together with what was collected: nothing of the map is copied.
+        let mut open = Conversations::new(self.scope.rules, self.scope.inventory, false, usize::MAX);
+        self.flows.each_live(&mut open);
         let mut capture = self.facts.clone();
         capture.flows = self.flows.stats;
-        capture.conversations = convs.counters;
+        capture.conversations = self.convs.counters;
+        let view = View { collected: &self.convs.observed, open: Some(&open.observed) };
+        let (a, b) = (self.convs.out_of_scope, open.out_of_scope);
         AuditResult {
-            assessment: judge(&self.scope, &convs, &capture, Some(now)),
+            assessment: classify::assess(
+                self.scope.rules,
+                self.scope.inventory,
+                view,
+                capture.duration_secs(),
+                Some(now),
+            ),
             capture,
             records: None,
-            capture_out_of_scope: convs.out_of_scope,
+            capture_out_of_scope: OutOfScope {
+                connections: a.connections + b.connections,
+                packets: a.packets + b.packets,
+                bytes: a.bytes + b.bytes,
+            },
         }
     }
 
@@ -393,7 +407,7 @@ pub fn audit(rules: &RuleSet, inventory: Option<&Inventory>, cfg: &AuditConfig) 
 /// Judges what `convs` collected; "missing" as of `as_of` when given (see
 /// [`classify::assess`]).
 fn judge(scope: &KscScope<'_>, convs: &Conversations<'_>, capture: &CaptureFacts, as_of: Option<Ts>) -> Assessment {
-    classify::assess(scope.rules, scope.inventory, &convs.observed, capture.duration_secs(), as_of)
+    classify::assess(scope.rules, scope.inventory, View::of(&convs.observed), capture.duration_secs(), as_of)
 }
 
 /// Frames for one worker: their bytes in one buffer, reused.

@@ -6,11 +6,12 @@
 //! Runs once per conversation at the end of an audit: the cost here is
 //! irrelevant next to the packet path, so it favours clear reasons.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
-use crate::conversation::{ConvKey, ConvStats, FoldKey, Folded, Observed, OutOfScope};
+use crate::conversation::{ConvKey, ConvStats, FoldKey, Folded, OutOfScope, View};
 use crate::flow::{Outcome, Ts};
 use crate::inventory::{Host, Inventory};
 use crate::rules::{Expectation, Role, RoleSet, Rule, RuleSet, Side, TlsRequirement, Transport};
@@ -150,22 +151,23 @@ pub struct Assessment {
 pub fn assess(
     rules: &RuleSet,
     inventory: Option<&Inventory>,
-    obs: &Observed,
+    obs: View<'_>,
     duration_secs: u64,
     as_of: Option<Ts>,
 ) -> Assessment {
-    let (seen_in_networks, l2_broadcast) = (&obs.seen_in_networks, &obs.broadcast);
+    let (seen_in_networks, l2_broadcast) = obs.sets();
+    let (seen_in_networks, l2_broadcast) = (&*seen_in_networks, &*l2_broadcast);
     let (inferred, roles_source) = match inventory {
         Some(_) => (None, RolesSource::Inventory),
-        None => (Some(infer_roles(rules, obs)), RolesSource::Inferred),
+        None => (Some(infer_roles(rules, obs, l2_broadcast)), RolesSource::Inferred),
     };
     let inv = inventory.or(inferred.as_ref()).expect("one of the two");
     let res = Resolver { rules, inv, declared: inventory.is_some(), l2_broadcast };
 
-    let mut flows = Vec::with_capacity(obs.map.len() + obs.folded.len());
+    let mut flows = Vec::with_capacity(obs.size_hint());
     let mut out_of_scope = OutOfScope::default();
-    let conversations = obs.map.iter().map(|(k, s)| (*k, res.view(k.client), res.view(k.server), s, None));
-    let groups = obs.folded.iter().map(|(f, g)| {
+    let conversations = obs.conversations().map(|(k, s)| (*k, res.view(k.client), res.view(k.server), s, None));
+    let groups = obs.folded().map(|(f, g)| {
         let key = ConvKey {
             client: unspecified_like(f.server),
             server: f.server,
@@ -173,10 +175,10 @@ pub fn assess(
             server_port: f.server_port,
         };
         let server = if f.server.is_unspecified() { res.folded_servers(f.server) } else { res.view(f.server) };
-        (key, res.folded_clients(f, g), server, &g.stats, Some(Box::new((*f, g.clone()))))
+        (key, res.folded_clients(f, g), server, Cow::Borrowed(&g.stats), Some(Box::new((*f, g.clone()))))
     });
     for (key, client, server, stats, folded) in conversations.chain(groups) {
-        match judge(&res, &key, client, server, stats) {
+        match judge(&res, &key, client, server, &stats) {
             Some(mut j) => {
                 if let Some(g) = folded.as_ref().map(|b| &b.1) {
                     j.reason = format!(
@@ -604,8 +606,7 @@ fn missing(
 /// "the host that accepts TCP 13000 from many agents and 13291/13299 is an
 /// AS; one that accepts 13000 and 13295 and multicasts on 15001 is a DP").
 /// Evidence is what a host accepts (answered) and what it opens.
-pub fn infer_roles(rules: &RuleSet, obs: &Observed) -> Inventory {
-    let (convs, l2_broadcast) = (&obs.map, &obs.broadcast);
+pub fn infer_roles(rules: &RuleSet, obs: View<'_>, l2_broadcast: &std::collections::BTreeSet<IpAddr>) -> Inventory {
     use Role::*;
     #[derive(Default)]
     struct Ev {
@@ -616,7 +617,7 @@ pub fn infer_roles(rules: &RuleSet, obs: &Observed) -> Inventory {
     // (443, 8080, the DBMS ports) only confirm roles in pass 2, once the
     // servers are known (a span port carries far more HTTPS than KSC).
     let mut ev: hashbrown::HashMap<IpAddr, Ev> = hashbrown::HashMap::new();
-    for (k, s) in convs {
+    for (k, s) in obs.conversations() {
         if !rules.ksc_ports.contains(k.transport, k.server_port)
             || rules.shared_ports.contains(k.transport, k.server_port)
         {
@@ -630,7 +631,7 @@ pub fn infer_roles(rules: &RuleSet, obs: &Observed) -> Inventory {
     }
     // Folded groups still show what their server accepts (their clients
     // are not known one by one).
-    for (f, g) in &obs.folded {
+    for (f, g) in obs.folded() {
         let ksc = rules.ksc_ports.contains(f.transport, f.server_port)
             && !rules.shared_ports.contains(f.transport, f.server_port);
         let answered = g.stats.outcome(Outcome::Answered) > 0 || f.transport == Transport::Udp;
@@ -696,7 +697,7 @@ pub fn infer_roles(rules: &RuleSet, obs: &Observed) -> Inventory {
     }
     // The DBMS accepts the AS's database port (158522, #1); a browser opens
     // 8080 on a Web Console server (158534, #9a).
-    for k in convs.keys() {
+    for (k, _) in obs.conversations() {
         if k.transport != tcp {
             continue;
         }
@@ -756,6 +757,7 @@ pub fn inventory_toml(inv: &Inventory) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::conversation::Observed;
     use crate::rules::Transport;
 
     /// Two devices reach the AS on TCP 13000 over 100 minutes; one stops
@@ -787,7 +789,7 @@ mod tests {
             (key, s)
         };
         let obs = Observed { map: [conv("10.0.1.5", 10), conv("10.0.1.6", 100)].into(), ..Default::default() };
-        let judge = |as_of| assess(&rules, Some(&inv), &obs, 100 * 60, as_of);
+        let judge = |as_of| assess(&rules, Some(&inv), View::of(&obs), 100 * 60, as_of);
         assert!(judge(None).missing.is_empty());
         let live = judge(Some(t0 + 100 * MIN));
         let missing: Vec<_> = live.missing.iter().map(|m| (m.host.addr.to_string(), m.status)).collect();

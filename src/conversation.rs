@@ -14,6 +14,7 @@
 //! groups per server and port, counted, with an estimate of their distinct
 //! clients ([`Conversations`], [`Folded`]).
 
+use std::borrow::Cow;
 use std::collections::{BTreeSet, VecDeque};
 use std::net::IpAddr;
 
@@ -328,6 +329,60 @@ impl Observed {
     }
 }
 
+/// What a judgement reads: what was collected and, for a live snapshot,
+/// the connections still open — added on the fly, so that judging every
+/// few seconds copies nothing of a map that may hold 10^5 conversations.
+#[derive(Clone, Copy)]
+pub struct View<'a> {
+    pub collected: &'a Observed,
+    /// Open connections' conversations (collected without a limit: they
+    /// are at most the flow table's size, and never folded).
+    pub open: Option<&'a Observed>,
+}
+
+impl<'a> View<'a> {
+    pub fn of(collected: &'a Observed) -> View<'a> {
+        View { collected, open: None }
+    }
+
+    /// Every conversation once, with the open connections' totals added.
+    pub fn conversations(self) -> impl Iterator<Item = (&'a ConvKey, Cow<'a, ConvStats>)> {
+        let (base, open) = (&self.collected.map, self.open.map(|o| &o.map));
+        let collected = base.iter().map(move |(k, s)| match open.and_then(|o| o.get(k)) {
+            Some(more) => {
+                let mut sum = s.clone();
+                sum.merge(more);
+                (k, Cow::Owned(sum))
+            }
+            None => (k, Cow::Borrowed(s)),
+        });
+        let only_open = open.into_iter().flatten().filter(move |(k, _)| !base.contains_key(*k));
+        collected.chain(only_open.map(|(k, s)| (k, Cow::Borrowed(s))))
+    }
+
+    pub fn folded(self) -> impl Iterator<Item = (&'a FoldKey, &'a Folded)> {
+        self.collected.folded.iter()
+    }
+
+    /// An upper bound of the number of conversations and groups.
+    pub fn size_hint(self) -> usize {
+        let o = &self.collected;
+        o.map.len() + o.folded.len() + self.open.map_or(0, |o| o.map.len())
+    }
+
+    /// The inventory-network members and broadcast destinations seen.
+    pub fn sets(self) -> (Cow<'a, BTreeSet<IpAddr>>, Cow<'a, BTreeSet<IpAddr>>) {
+        let c = self.collected;
+        match self.open {
+            None => (Cow::Borrowed(&c.seen_in_networks), Cow::Borrowed(&c.broadcast)),
+            Some(o) => (
+                Cow::Owned(c.seen_in_networks.union(&o.seen_in_networks).copied().collect()),
+                Cow::Owned(c.broadcast.union(&o.broadcast).copied().collect()),
+            ),
+        }
+    }
+}
+
 /// What the collector's limits left out.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ConvCounters {
@@ -407,20 +462,6 @@ impl<'r> Conversations<'r> {
             counters: ConvCounters::default(),
             queues: Default::default(),
             records: keep_records.then(Vec::new),
-        }
-    }
-
-    /// A copy to judge while this one goes on collecting (`live`).
-    pub fn snapshot(&self) -> Self {
-        Conversations {
-            rules: self.rules,
-            inventory: self.inventory,
-            limit: self.limit,
-            observed: self.observed.clone(),
-            out_of_scope: self.out_of_scope,
-            counters: self.counters,
-            queues: self.queues.clone(),
-            records: None,
         }
     }
 
@@ -761,6 +802,27 @@ mod tests {
         assert_eq!(DistinctCount::from_hex(""), Some(DistinctCount::default()));
         assert_eq!(DistinctCount::from_hex("zz"), None);
         assert_eq!(DistinctCount::from_hex(&"ff".repeat(256)), None);
+    }
+
+    /// A live snapshot's view: a conversation both collected and open is
+    /// summed once; one only open is there too; nothing is copied.
+    #[test]
+    fn a_view_adds_the_open_connections_to_what_was_collected() {
+        let rules = RuleSet::builtin();
+        let (a, b, ksc): (IpAddr, IpAddr, IpAddr) =
+            ("10.1.0.1".parse().unwrap(), "10.1.0.2".parse().unwrap(), "10.0.0.10".parse().unwrap());
+        let mut done = Conversations::new(&rules, None, false, 100);
+        done.closed(rec(a, ksc, 13000, [6, 5], hello()));
+        let mut open = Conversations::new(&rules, None, false, usize::MAX);
+        open.closed(rec(a, ksc, 13000, [2, 1], TlsSeen::NoPayload));
+        open.closed(rec(b, ksc, 13000, [1, 0], TlsSeen::NoPayload));
+        let view = View { collected: &done.observed, open: Some(&open.observed) };
+        let got: std::collections::BTreeMap<IpAddr, (u64, u64)> =
+            view.conversations().map(|(k, s)| (k.client, (s.connections, s.packets_total()))).collect();
+        assert_eq!(got, [(a, (2, 14)), (b, (1, 1))].into());
+        assert_eq!(view.conversations().count(), 2);
+        assert!(matches!(view.conversations().find(|(k, _)| k.client == b), Some((_, Cow::Borrowed(_)))));
+        assert_eq!(View::of(&done.observed).conversations().count(), 1);
     }
 
     #[test]

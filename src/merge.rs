@@ -28,7 +28,7 @@ use serde::Deserialize;
 use crate::audit::{AuditResult, CaptureFacts, FileFacts};
 use crate::capture::live::Drops;
 use crate::classify;
-use crate::conversation::{ConvKey, ConvStats, DistinctCount, FoldKey, Folded, Observed, OutOfScope};
+use crate::conversation::{ConvKey, ConvStats, DistinctCount, FoldKey, Folded, Observed, OutOfScope, View};
 use crate::decode::Skip;
 use crate::flow::{Direction, Outcome, Ts};
 use crate::inventory::Inventory;
@@ -375,7 +375,8 @@ impl Merger {
     /// Judges the union with `rules` and `inventory` over the combined
     /// time window.
     pub fn finish(self, rules: &RuleSet, inventory: Option<&Inventory>) -> Merged {
-        let assessment = classify::assess(rules, inventory, &self.observed, self.capture.duration_secs(), None);
+        let assessment =
+            classify::assess(rules, inventory, View::of(&self.observed), self.capture.duration_secs(), None);
         Merged {
             result: AuditResult {
                 capture: self.capture,
