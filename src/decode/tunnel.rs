@@ -47,7 +47,7 @@
 //!   carries IP, the inner version again from its first nibble (Zeek's
 //!   GTPv1 analyzer does the same).
 
-use super::{be16, ip_layer, link_payload, Decoded, IpStep, Link, Skip, Tunnel, Tunnels, MAX_ENCAPSULATIONS};
+use super::{be16, ethernet, ip_layer, link_other, Decoded, Link, Skip, Tunnel, Tunnels, MAX_ENCAPSULATIONS};
 
 /// VXLAN's UDP port (RFC 7348 §5, IANA).
 pub const VXLAN_PORT: u16 = 4789;
@@ -77,7 +77,10 @@ pub(super) enum Next<'a> {
 /// Whether a UDP destination port is a tunnel kscflow opens.
 #[inline(always)]
 pub(super) fn is_tunnel_port(dport: u16) -> bool {
-    matches!(dport, VXLAN_PORT | GENEVE_PORT | GTP_U_PORT)
+    // The three lie in 2152..=6081: most ports are told apart by one
+    // compare of the difference (cachegrind: 5 instructions a UDP packet
+    // fewer than the three compares alone).
+    dport.wrapping_sub(GTP_U_PORT) <= GENEVE_PORT - GTP_U_PORT && matches!(dport, VXLAN_PORT | GENEVE_PORT | GTP_U_PORT)
 }
 
 /// The state carried down the layers.
@@ -111,6 +114,17 @@ pub(super) fn decapsulate(next: Next<'_>, tunnels: Tunnels, depth: usize, vlan: 
     }
 }
 
+/// A frame whose link layer carries something other than IPv4/IPv6: an
+/// MPLS stack or a PPPoE session is opened, anything else is not IP.
+#[cold]
+#[inline(never)]
+pub(super) fn link_tunnel(link: Link, frame: &[u8]) -> Decoded<'_> {
+    match link_other(link, frame) {
+        Some((ethertype, rest, vlan)) => decapsulate(Next::Type(ethertype, rest), Tunnels::default(), 0, vlan, false),
+        None => Decoded::Skip(Skip::NotIp),
+    }
+}
+
 /// Enters one tunnel of kind `t`: counted, and refused past the bound.
 #[inline]
 fn enter(st: &mut Ctx, t: Tunnel) -> Result<(), Decoded<'static>> {
@@ -130,7 +144,8 @@ fn skip(s: Skip) -> Decoded<'static> {
 fn step<'a>(next: Next<'a>, st: &mut Ctx) -> Result<Next<'a>, Decoded<'a>> {
     match next {
         Next::Ether(f) => {
-            let (ethertype, rest, vlan) = link_payload(Link::Ethernet, f).map_err(skip)?;
+            let (ethertype, off, vlan) = ethernet(f).map_err(skip)?;
+            let rest = &f[off..];
             st.vlan = if vlan != 0 { vlan } else { st.vlan };
             st.l2_broadcast = f.get(..6) == Some(&[0xff; 6]);
             Ok(Next::Type(ethertype, rest))
@@ -151,22 +166,25 @@ fn step<'a>(next: Next<'a>, st: &mut Ctx) -> Result<Next<'a>, Decoded<'a>> {
             enter(st, Tunnel::IpInIp)?;
             Ok(Next::Ip(ip))
         }
-        Next::Ip(ip) => match ip_layer(ip, st.vlan, st.cut) {
-            IpStep::Done(Decoded::Packet(mut p)) => {
-                p.vlan = st.vlan;
-                p.l2_broadcast = st.l2_broadcast;
-                p.tunnels = st.tunnels;
-                Err(Decoded::Packet(p))
+        Next::Ip(ip) => {
+            let mut inner = None;
+            match (ip_layer(ip, st.vlan, st.cut, &mut inner), inner) {
+                (_, Some((n, cut))) => {
+                    st.cut |= cut;
+                    // A new IP layer: a broadcast MAC outside it says
+                    // nothing about what it carries.
+                    st.l2_broadcast = false;
+                    Ok(n)
+                }
+                (Decoded::Packet(mut p), None) => {
+                    p.vlan = st.vlan;
+                    p.l2_broadcast = st.l2_broadcast;
+                    p.tunnels = st.tunnels;
+                    Err(Decoded::Packet(p))
+                }
+                (d, None) => Err(d),
             }
-            IpStep::Done(d) => Err(d),
-            IpStep::Tunnel(n, cut) => {
-                st.cut |= cut;
-                // A new IP layer: a broadcast MAC outside it says nothing
-                // about what it carries.
-                st.l2_broadcast = false;
-                Ok(n)
-            }
-        },
+        }
         Next::Gre(g) => {
             let (proto, seq, rest) = gre(g).map_err(skip)?;
             match proto {
