@@ -133,80 +133,216 @@ pub fn read(path: &Path, on: &mut dyn FnMut(Frame<'_>)) -> Result<End, crate::Er
     }
 }
 
-/// Classic pcap, read by hand in batches: every complete record in the
-/// read buffer goes to `on` in one slice of frames that point into the
-/// buffer, so nothing is copied and the caller can look ahead over the
-/// batch (the audit prefetches flow-table slots 16 frames ahead). The
-/// record layout is pcap-savefile(5): a 24-byte file header, then per
-/// record ts_sec, ts_frac, caplen, origlen (u32 each, in the header's byte
-/// order) and caplen bytes. Damage is reported as [`read`] reports it.
+/// Classic pcap, read by hand in batches: every complete record goes to
+/// `on` in a slice of frames that point into the file's bytes, so nothing
+/// is copied and the caller can look ahead over the batch (the audit
+/// prefetches flow-table slots 16 frames ahead). The record layout is
+/// pcap-savefile(5): a 24-byte file header, then per record ts_sec,
+/// ts_frac, caplen, origlen (u32 each, in the header's byte order) and
+/// caplen bytes. Damage is reported as [`read`] reports it.
+///
+/// A regular file is read through memory maps, a [`WINDOW`] at a time
+/// ([`read_classic_mapped`]): the reading thread copies nothing (measured
+/// with 2 threads on 10 M packets: 12 % less CPU time on the reading thread,
+/// which is the one that bounds the audit). Anything else (a FIFO), or a
+/// file that cannot be mapped, is read into a buffer
+/// ([`read_classic_buffered`]); both give the same frames and the same end.
 pub fn read_classic(path: &Path, on: &mut dyn FnMut(&[Frame<'_>])) -> Result<End, crate::Error> {
-    let mut file = File::open(path).map_err(|source| crate::Error::Read { path: path.to_path_buf(), source })?;
+    let file = File::open(path).map_err(|source| crate::Error::Read { path: path.to_path_buf(), source })?;
+    if let Some(end) = read_classic_mapped(path, &file, WINDOW, on)? {
+        return Ok(end);
+    }
+    read_classic_buffered(path, file, on)
+}
+
+/// The file header's facts: byte order, nanoseconds, link type; the
+/// error when `head` (what the file has of its first 24 bytes) is not one.
+fn classic_file_header(path: &Path, head: &[u8]) -> Result<(bool, bool, i32), crate::Error> {
+    match classic_magic(head) {
+        Some((be, nano)) if head.len() >= 24 => Ok((be, nano, (read_u32(be, head, 20) as i32) & LINKTYPE_MASK)),
+        _ => Err(crate::Error::Capture {
+            path: path.to_path_buf(),
+            message: "the file ends inside its header: not a complete pcap or pcapng capture".into(),
+        }),
+    }
+}
+
+#[inline(always)]
+fn read_u32(be: bool, b: &[u8], i: usize) -> u32 {
+    let w = [b[i], b[i + 1], b[i + 2], b[i + 3]];
+    if be {
+        u32::from_be_bytes(w)
+    } else {
+        u32::from_le_bytes(w)
+    }
+}
+
+/// Why [`records`] stopped.
+#[derive(PartialEq, Eq)]
+enum Stop {
+    /// `max` frames taken.
+    Full,
+    /// The next record is not all in `buf`.
+    Short,
+    /// The next record claims more than [`BUFFER`].
+    TooBig,
+}
+
+/// Parses complete records from `buf` into `frames`, at most `max`; the
+/// bytes taken and why it stopped.
+#[inline]
+fn records<'b>(
+    buf: &'b [u8],
+    (be, nano, linktype): (bool, bool, i32),
+    frames: &mut Vec<Frame<'b>>,
+    max: usize,
+) -> (usize, Stop) {
+    let mut p = 0;
+    let end = buf.len();
+    for _ in 0..max {
+        if end - p < 16 {
+            return (p, Stop::Short);
+        }
+        let caplen = read_u32(be, buf, p + 8) as usize;
+        if caplen > BUFFER - 16 {
+            return (p, Stop::TooBig);
+        }
+        if end - p - 16 < caplen {
+            return (p, Stop::Short);
+        }
+        let frac = read_u32(be, buf, p + 4) as i64;
+        frames.push(Frame {
+            ts: read_u32(be, buf, p) as i64 * 1_000_000 + if nano { frac / 1000 } else { frac }, // u32 seconds: no overflow
+            wire_len: read_u32(be, buf, p + 12).max(caplen as u32),
+            linktype,
+            data: &buf[p + 16..p + 16 + caplen],
+        });
+        p += 16 + caplen;
+    }
+    (p, Stop::Full)
+}
+
+fn too_big(packets: u64) -> End {
+    End::Broken {
+        packets,
+        message: format!("a record claims more than {} MiB: the file is corrupt here", BUFFER >> 20),
+    }
+}
+
+fn cut(packets: u64) -> End {
+    End::Broken { packets, message: "the file ends in the middle of a record (truncated capture)".into() }
+}
+
+/// Frames per batch from a mapped file (measured on 10 M packets: 1024,
+/// 4096 and 16 384 within 5 % of each other in the reading thread's CPU
+/// time; 65 536 slower in wall time, in noisier runs).
+const MAPPED_BATCH: usize = 4096;
+
+/// Bytes of the file mapped at a time: the file's pages count in the
+/// process's resident size while they are mapped, so not the whole file
+/// (10 M packets: 1 GB). Measured on 10 M packets: 16 and 64 MiB the same
+/// within the noise, against 153 MB peak RSS without a map: +11 MB and +59 MB.
+const WINDOW: usize = 16 << 20;
+
+/// [`read_classic`] over `file` mapped `window` bytes at a time, each
+/// window starting at the next record; `None` when the file cannot be
+/// mapped at all (not a regular file, or a file system that refuses), so
+/// the caller reads it instead. A window's pages are asked for in one call
+/// (`MADV_POPULATE_READ`, Linux 5.14+; measured: 4 % less CPU time on the
+/// reading thread than faulting them in, and ignored where unsupported).
+///
+/// The file's length is taken again before each window, so a file that
+/// grows while it is read is read to its new end, as `read` would; one
+/// that shrinks between windows ends the read as broken. One truncated
+/// *inside* the mapped window kills the process with SIGBUS (see [`map`]):
+/// the risk of every memory-mapped reader, small here because a window is
+/// 16 MiB and the audit reads files that are finished (a capture still
+/// being written grows, it does not shrink).
+fn read_classic_mapped(
+    path: &Path,
+    file: &File,
+    window: usize,
+    on: &mut dyn FnMut(&[Frame<'_>]),
+) -> Result<Option<End>, crate::Error> {
+    let mut head = None;
+    let (mut pos, mut packets) = (0u64, 0u64);
+    loop {
+        let Some(len) = mappable(file) else {
+            return Ok(head
+                .is_some()
+                .then(|| End::Broken { packets, message: "the file is gone while it was read".into() }));
+        };
+        if len <= pos {
+            return Ok(Some(if len == pos {
+                End::Complete
+            } else {
+                End::Broken { packets, message: "the file shrank while it was read".into() }
+            }));
+        }
+        let wlen = (len - pos).min(window as u64) as usize;
+        let at_eof = pos + wlen as u64 == len;
+        let Some(m) = map(file, pos, wlen) else {
+            return Ok(head
+                .is_some()
+                .then(|| End::Broken { packets, message: "read error: the file could not be mapped".into() }));
+        };
+        let bytes: &[u8] = &m;
+        let mut p = 0;
+        let head = match head {
+            Some(h) => h,
+            None => {
+                let h = classic_file_header(path, &bytes[..bytes.len().min(24)])?;
+                head = Some(h);
+                p = 24;
+                h
+            }
+        };
+        let mut frames = Vec::with_capacity(MAPPED_BATCH);
+        loop {
+            frames.clear();
+            let (taken, stop) = records(&bytes[p..], head, &mut frames, MAPPED_BATCH);
+            p += taken;
+            if !frames.is_empty() {
+                on(&frames);
+                packets += frames.len() as u64;
+            }
+            match stop {
+                Stop::Full => {}
+                Stop::TooBig => return Ok(Some(too_big(packets))),
+                Stop::Short if at_eof => return Ok(Some(if p == bytes.len() { End::Complete } else { cut(packets) })),
+                // The next record runs on past this window: map from it.
+                Stop::Short => break,
+            }
+        }
+        if p == 0 {
+            // A window is larger than any record `records` accepts.
+            return Ok(Some(too_big(packets)));
+        }
+        pos += p as u64;
+    }
+}
+
+/// [`read_classic`] through a read buffer of [`BUFFER`] bytes.
+fn read_classic_buffered(path: &Path, mut file: File, on: &mut dyn FnMut(&[Frame<'_>])) -> Result<End, crate::Error> {
     let mut head = [0u8; 24];
     let got = fill(&mut file, &mut head).map_err(|source| crate::Error::Read { path: path.to_path_buf(), source })?;
-    let Some((be, nano)) = classic_magic(&head[..got]) else {
-        return Err(crate::Error::Capture {
-            path: path.to_path_buf(),
-            message: "the file ends inside its header: not a complete pcap or pcapng capture".into(),
-        });
-    };
-    if got < head.len() {
-        return Err(crate::Error::Capture {
-            path: path.to_path_buf(),
-            message: "the file ends inside its header: not a complete pcap or pcapng capture".into(),
-        });
-    }
-    let u32_at = |b: &[u8], i: usize| {
-        let w = [b[i], b[i + 1], b[i + 2], b[i + 3]];
-        if be {
-            u32::from_be_bytes(w)
-        } else {
-            u32::from_le_bytes(w)
-        }
-    };
-    let linktype = (u32_at(&head, 20) as i32) & LINKTYPE_MASK;
+    let head = classic_file_header(path, &head[..got])?;
     let mut buf = vec![0u8; BUFFER];
     let (mut start, mut end, mut packets, mut eof) = (0usize, 0usize, 0u64, false);
     loop {
         let mut frames = Vec::with_capacity(1024);
-        let mut p = start;
-        let mut too_big = false;
-        while end - p >= 16 {
-            let caplen = u32_at(&buf, p + 8) as usize;
-            if caplen > BUFFER - 16 {
-                too_big = true;
-                break;
-            }
-            if end - p - 16 < caplen {
-                break;
-            }
-            let frac = u32_at(&buf, p + 4) as i64;
-            frames.push(Frame {
-                ts: u32_at(&buf, p) as i64 * 1_000_000 + if nano { frac / 1000 } else { frac }, // u32 seconds: no overflow
-                wire_len: u32_at(&buf, p + 12).max(caplen as u32),
-                linktype,
-                data: &buf[p + 16..p + 16 + caplen],
-            });
-            p += 16 + caplen;
-        }
+        let (taken, stop) = records(&buf[start..end], head, &mut frames, usize::MAX);
+        start += taken;
         if !frames.is_empty() {
             on(&frames);
             packets += frames.len() as u64;
         }
         drop(frames);
-        start = p;
-        if too_big {
-            return Ok(End::Broken {
-                packets,
-                message: format!("a record claims more than {} MiB: the file is corrupt here", BUFFER >> 20),
-            });
+        if stop == Stop::TooBig {
+            return Ok(too_big(packets));
         }
         if eof {
-            return Ok(if start == end {
-                End::Complete
-            } else {
-                End::Broken { packets, message: "the file ends in the middle of a record (truncated capture)".into() }
-            });
+            return Ok(if start == end { End::Complete } else { cut(packets) });
         }
         buf.copy_within(start..end, 0);
         end -= start;
@@ -219,6 +355,32 @@ pub fn read_classic(path: &Path, on: &mut dyn FnMut(&[Frame<'_>])) -> Result<End
             Err(e) => return Ok(End::Broken { packets, message: format!("read error: {e}") }),
         }
     }
+}
+
+/// The length of `file` when it can be mapped: a regular file at least a
+/// header long.
+fn mappable(file: &File) -> Option<u64> {
+    let meta = file.metadata().ok()?;
+    (meta.is_file() && meta.len() >= 24).then_some(meta.len())
+}
+
+/// `len` bytes (not 0) of `file` from `offset`, mapped read-only, their
+/// pages asked for at once.
+#[allow(unsafe_code)]
+fn map(file: &File, offset: u64, len: usize) -> Option<memmap2::Mmap> {
+    // SAFETY: the map is read-only and lives only while its window is
+    // parsed; the frames handed on borrow it and cannot outlive the call.
+    // What memmap2 cannot promise, and this relies on: that no one changes
+    // the file under the map. A process that truncates it while a window is
+    // mapped makes the next read of a page past the new end raise SIGBUS
+    // (the process dies; no memory is corrupted), and one that rewrites its
+    // bytes makes them change under a `&[u8]` (every read of them is bounds
+    // checked against the window's fixed length, so the effect is garbage
+    // frames, not an out-of-bounds access). [`read_classic_mapped`] takes
+    // the length again before each window to narrow the first case.
+    let m = unsafe { memmap2::MmapOptions::new().offset(offset).len(len).map(file) }.ok()?;
+    let _ = m.advise(memmap2::Advice::PopulateRead);
+    Some(m)
 }
 
 /// Reads until `buf` is full or the file ends; the bytes read.
@@ -313,6 +475,41 @@ mod tests {
                 .unwrap();
         assert_eq!(seen, vec![(10_000_001, 24, 101, 20), (11_999_999, 44, 101, 40)]);
         assert!(matches!(end, End::Broken { packets: 2, .. }), "{end:?}");
+    }
+
+    /// The mapped reader, in windows far smaller than the file (records
+    /// running across every window's end), gives the frames and the end
+    /// the buffered reader gives: complete, then cut in a record's bytes.
+    #[test]
+    fn mapped_windows_agree_with_the_read_buffer() {
+        let mut f = vec![0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 1, 0, 0, 0];
+        for i in 0..300u32 {
+            let len = 14 + (i * 37) % 90;
+            for v in [1_700_000_000 + i, i * 1000, len, len + i % 3] {
+                f.extend_from_slice(&v.to_le_bytes());
+            }
+            f.extend((0..len).map(|b| (b + i) as u8));
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let frames_of = |path: &Path, window: Option<usize>| {
+            let mut seen = Vec::new();
+            let mut on =
+                |fs: &[Frame<'_>]| seen.extend(fs.iter().map(|x| (x.ts, x.wire_len, x.linktype, x.data.to_vec())));
+            let end = match window {
+                Some(w) => read_classic_mapped(path, &File::open(path).unwrap(), w, &mut on).unwrap().unwrap(),
+                None => read_classic_buffered(path, File::open(path).unwrap(), &mut on).unwrap(),
+            };
+            (seen, end)
+        };
+        for (name, bytes) in [("whole.pcap", &f[..]), ("cut.pcap", &f[..f.len() - 5])] {
+            let path = dir.path().join(name);
+            std::fs::write(&path, bytes).unwrap();
+            let want = frames_of(&path, None);
+            assert_eq!(want.0.len(), if name == "cut.pcap" { 299 } else { 300 });
+            for w in [200, 256, 4096, 1 << 20] {
+                assert_eq!(frames_of(&path, Some(w)), want, "{name}, window {w}");
+            }
+        }
     }
 
     #[test]

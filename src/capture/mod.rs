@@ -7,8 +7,10 @@
 //! Two readers of files:
 //! - [`libpcap`]: the `pcap` crate over libpcap; reads pcap and pcapng and
 //!   applies BPF filters. It is the reference and the path for `--filter`.
-//! - [`fast`]: `pcap-parser` over a buffered file: pure Rust, no per-packet
-//!   FFI, pcapng interfaces with different link types.
+//! - [`fast`]: pure Rust, no per-packet FFI: classic pcap parsed in place
+//!   in a memory map of the file (a read buffer for what cannot be
+//!   mapped), pcapng through `pcap-parser` over a buffered file, with
+//!   interfaces of different link types.
 
 pub mod fast;
 pub mod libpcap;
@@ -59,8 +61,8 @@ pub enum Reader {
 }
 
 /// Reads one file to the end, handing frames to `on` in batches: slices of
-/// the read buffer where the fast reader reads the file (classic pcap: no
-/// copy, and the caller can look ahead), else one frame at a time.
+/// the file's bytes where the fast reader reads classic pcap (no copy, and
+/// the caller can look ahead), else one frame at a time.
 pub fn read_file_batches(
     path: &Path,
     reader: Reader,
