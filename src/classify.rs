@@ -788,7 +788,8 @@ mod tests {
             s.packets = [5, 5];
             (key, s)
         };
-        let obs = Observed { map: [conv("10.0.1.5", 10), conv("10.0.1.6", 100)].into(), ..Default::default() };
+        let map = [conv("10.0.1.5", 10), conv("10.0.1.6", 100)].into_iter().collect();
+        let obs = Observed { map, ..Default::default() };
         let judge = |as_of| assess(&rules, Some(&inv), View::of(&obs), 100 * 60, as_of);
         assert!(judge(None).missing.is_empty());
         let live = judge(Some(t0 + 100 * MIN));

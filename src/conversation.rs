@@ -301,12 +301,102 @@ fn mix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// Conversations by key: a hash index of small entries (key → slot) over a
+/// dense slab of totals.
+///
+/// Why not `HashMap<ConvKey, ConvStats>`: at the conversation limit every
+/// new conversation folds an old one away, and hashbrown marks a removed
+/// slot of a full group as deleted; those marks make the table double once
+/// more than half of it is in use, so a map kept at N conversations ends
+/// with 4N slots. Measured (benches/live_memory.sh, heaptrack): 868 bytes
+/// per kept conversation with the 217-byte entries. Here the 4N slots are
+/// 44 bytes (key and slot number) and the totals sit once each in the slab,
+/// whose freed slots are reused: about 360 bytes a conversation.
+#[derive(Clone, Debug, Default)]
+pub struct ConvMap {
+    index: hashbrown::HashMap<ConvKey, u32>,
+    slab: Vec<ConvStats>,
+    free: Vec<u32>,
+}
+
+impl ConvMap {
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    pub fn contains_key(&self, k: &ConvKey) -> bool {
+        self.index.contains_key(k)
+    }
+
+    pub fn get(&self, k: &ConvKey) -> Option<&ConvStats> {
+        self.index.get(k).map(|&i| &self.slab[i as usize])
+    }
+
+    pub fn get_mut(&mut self, k: &ConvKey) -> Option<&mut ConvStats> {
+        self.index.get(k).map(|&i| &mut self.slab[i as usize])
+    }
+
+    /// The totals of `k`, empty ones inserted if it is new.
+    pub fn entry(&mut self, k: ConvKey) -> &mut ConvStats {
+        let i = match self.index.get(&k) {
+            Some(&i) => i,
+            None => {
+                let i = match self.free.pop() {
+                    Some(i) => i,
+                    None => {
+                        self.slab.push(ConvStats::default());
+                        u32::try_from(self.slab.len() - 1).expect("fewer than 2^32 conversations")
+                    }
+                };
+                self.index.insert(k, i);
+                i
+            }
+        };
+        &mut self.slab[i as usize]
+    }
+
+    pub fn remove(&mut self, k: &ConvKey) -> Option<ConvStats> {
+        let i = self.index.remove(k)?;
+        self.free.push(i);
+        Some(std::mem::take(&mut self.slab[i as usize]))
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&ConvKey, &ConvStats)> {
+        self.index.iter().map(|(k, &i)| (k, &self.slab[i as usize]))
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = &ConvKey> {
+        self.index.keys()
+    }
+}
+
+impl std::ops::Index<&ConvKey> for ConvMap {
+    type Output = ConvStats;
+    fn index(&self, k: &ConvKey) -> &ConvStats {
+        self.get(k).expect("a conversation of the map")
+    }
+}
+
+impl FromIterator<(ConvKey, ConvStats)> for ConvMap {
+    fn from_iter<I: IntoIterator<Item = (ConvKey, ConvStats)>>(it: I) -> Self {
+        let mut m = ConvMap::default();
+        for (k, s) in it {
+            m.entry(k).merge(&s);
+        }
+        m
+    }
+}
+
 /// Everything the judgement rests on: the conversations, the folded
 /// groups, the members of inventory networks and the link-layer broadcast
 /// destinations seen.
 #[derive(Clone, Debug, Default)]
 pub struct Observed {
-    pub map: hashbrown::HashMap<ConvKey, ConvStats>,
+    pub map: ConvMap,
     pub folded: hashbrown::HashMap<FoldKey, Folded>,
     /// Addresses seen inside inventory networks (CIDR entries): the managed
     /// devices that exist, whether or not they talk KSC.
@@ -318,8 +408,8 @@ pub struct Observed {
 impl Observed {
     /// Adds what another collector observed.
     pub fn absorb(&mut self, o: Observed) {
-        for (k, v) in o.map {
-            self.map.entry(k).or_default().merge(&v);
+        for (k, v) in o.map.iter() {
+            self.map.entry(*k).merge(v);
         }
         for (k, g) in o.folded {
             self.folded.entry(k).or_default().merge(&g);
@@ -356,7 +446,7 @@ impl<'a> View<'a> {
             }
             None => (k, Cow::Borrowed(s)),
         });
-        let only_open = open.into_iter().flatten().filter(move |(k, _)| !base.contains_key(*k));
+        let only_open = open.into_iter().flat_map(|o| o.iter()).filter(move |(k, _)| !base.contains_key(k));
         collected.chain(only_open.map(|(k, s)| (k, Cow::Borrowed(s))))
     }
 
@@ -444,11 +534,9 @@ pub struct Conversations<'r> {
     pub records: Option<Vec<ConnRecord>>,
 }
 
-/// The default `--max-conversations` of `audit`. An entry is 216 bytes (key
-/// 38, totals 176) plus a control byte, in a table between 7/16 and 7/8
-/// full: 250–500 bytes a conversation, up to 80 more in the fold queues;
-/// ~600 MB at worst at this limit (a million distinct conversations that
-/// may be KSC traffic).
+/// The default `--max-conversations` of `audit`: ~360 bytes a conversation
+/// ([`ConvMap`]), up to 80 more in the fold queues; ~450 MB at worst at
+/// this limit (a million distinct conversations that may be KSC traffic).
 pub const DEFAULT_MAX_CONVERSATIONS: usize = 1 << 20;
 
 impl<'r> Conversations<'r> {
@@ -580,7 +668,7 @@ impl<'r> Conversations<'r> {
             self.fold(&key, &s);
             return;
         }
-        self.observed.map.insert(key, s);
+        *self.observed.map.entry(key) = s;
         self.counters.peak = self.counters.peak.max(self.observed.map.len() as u64);
         if t < KEPT {
             self.queues[t as usize].push_back(key);

@@ -158,8 +158,8 @@ enum Command {
 /// (128 bytes each, the table at most half full).
 const LIVE_MAX_FLOWS: usize = 1 << 18;
 
-/// A small sensor's conversations: 2^18, at most ~150 MB (250–580 bytes
-/// each, see `DEFAULT_MAX_CONVERSATIONS`).
+/// A small sensor's conversations: 2^18, at most ~115 MB (~440 bytes each,
+/// see `DEFAULT_MAX_CONVERSATIONS`).
 const LIVE_MAX_CONVERSATIONS: usize = 1 << 18;
 
 #[derive(clap::Args)]

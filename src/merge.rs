@@ -306,7 +306,7 @@ impl Merger {
         }
         for (index, f) in d.flows.iter().enumerate() {
             let (k, s) = conversation(f).map_err(|message| MergeError::Flow { path: path.clone(), index, message })?;
-            self.observed.map.entry(k).or_default().merge(&s);
+            self.observed.map.entry(k).merge(&s);
         }
         for (index, f) in d.folded.iter().enumerate() {
             let (k, g) = group(f).map_err(|message| MergeError::Flow { path: path.clone(), index, message })?;
