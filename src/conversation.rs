@@ -764,6 +764,16 @@ mod tests {
         }
     }
 
+    /// An AS and a managed-device network.
+    fn site() -> Inventory {
+        Inventory::parse(
+            std::path::Path::new("t.toml"),
+            "[[host]]\nname = \"ksc\"\naddr = \"10.0.0.10\"\nrole = \"administration-server\"\n\n\
+             [[host]]\nname = \"lan\"\naddr = \"10.1.0.0/16\"\nrole = \"managed-device\"\n",
+        )
+        .unwrap()
+    }
+
     fn hello() -> TlsSeen {
         TlsSeen::Hello { version: TlsVersion::TLS13, sni: None }
     }
@@ -776,12 +786,7 @@ mod tests {
     #[test]
     fn a_flood_is_folded_and_the_real_conversations_stay() {
         let rules = RuleSet::builtin();
-        let inv = Inventory::parse(
-            std::path::Path::new("t.toml"),
-            "[[host]]\nname = \"ksc\"\naddr = \"10.0.0.10\"\nrole = \"administration-server\"\n\n\
-             [[host]]\nname = \"lan\"\naddr = \"10.1.0.0/16\"\nrole = \"managed-device\"\n",
-        )
-        .unwrap();
+        let inv = site();
         let ksc: IpAddr = "10.0.0.10".parse().unwrap();
         let mut c = Conversations::new(&rules, Some(&inv), false, 100);
         let spoofed = |i: u32| IpAddr::V4(std::net::Ipv4Addr::from(0xC633_0000 + i)); // 198.51.x.x
@@ -826,12 +831,7 @@ mod tests {
     #[test]
     fn a_map_full_of_inventory_hosts_folds_the_newcomer_with_its_roles() {
         let rules = RuleSet::builtin();
-        let inv = Inventory::parse(
-            std::path::Path::new("t.toml"),
-            "[[host]]\nname = \"ksc\"\naddr = \"10.0.0.10\"\nrole = \"administration-server\"\n\n\
-             [[host]]\nname = \"lan\"\naddr = \"10.1.0.0/16\"\nrole = \"managed-device\"\n",
-        )
-        .unwrap();
+        let inv = site();
         let ksc: IpAddr = "10.0.0.10".parse().unwrap();
         let mut c = Conversations::new(&rules, Some(&inv), false, 10);
         for i in 0..20u32 {
