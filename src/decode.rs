@@ -14,7 +14,7 @@
 //! for any fragment, even the first one, which carries the ports.
 //!
 //! Tunnels (GRE, ERSPAN, VXLAN, Geneve, IP in IP, MPLS, PPPoE, GTP-U) are
-//! opened in the cold submodule [`tunnel`], reached from three branches a
+//! opened in the cold submodule `tunnel`, reached from three branches a
 //! plain packet does not take; the flow is the innermost TCP/UDP 5-tuple,
 //! and [`Packet::tunnels`] says what it came through.
 
