@@ -22,7 +22,7 @@ use crate::capture::live::Drops;
 use crate::capture::{self, End, Frame, Reader};
 use crate::classify::{self, Assessment};
 use crate::conversation::{ConvCounters, Conversations, KscScope, OutOfScope, View};
-use crate::decode::{decode, quick_addresses, Decoded, Link, Skip, SkipCounts};
+use crate::decode::{decode, quick_addresses, Decoded, Link, Skip, SkipCounts, TunnelCounts};
 use crate::flow::{ConnRecord, FlowConfig, FlowStats, FlowTable, Ts};
 use crate::inventory::Inventory;
 use crate::rules::RuleSet;
@@ -83,6 +83,8 @@ pub struct CaptureFacts {
     pub first_ts: Option<Ts>,
     pub last_ts: Option<Ts>,
     pub skipped: SkipCounts,
+    /// Packets that came through a tunnel, per kind (ERSPAN, VXLAN …).
+    pub tunnels: TunnelCounts,
     pub flows: FlowStats,
     /// What the conversation limit left out.
     pub conversations: ConvCounters,
@@ -191,7 +193,10 @@ impl<'r> Engine<'r> {
     #[inline]
     fn on_decoded(&mut self, ts: Ts, wire_len: u32, d: Decoded<'_>) {
         match d {
-            Decoded::Packet(p) => self.flows.update(ts, wire_len, &p, &self.scope, &mut self.convs),
+            Decoded::Packet(p) => {
+                self.facts.tunnels.count(p.tunnels);
+                self.flows.update(ts, wire_len, &p, &self.scope, &mut self.convs)
+            }
             Decoded::LaterFragment(id) => {
                 if !self.flows.update_fragment(ts, wire_len, &id) {
                     self.facts.skipped.bump(Skip::OrphanFragment);
@@ -250,6 +255,7 @@ impl<'r> Engine<'r> {
         self.convs.absorb(o.convs);
         self.facts.conversations = self.convs.counters;
         self.facts.skipped.add(&o.facts.skipped);
+        self.facts.tunnels.add(&o.facts.tunnels);
         let (f, g) = (&mut self.facts.flows, o.facts.flows);
         f.timed_out += g.timed_out;
         f.evicted += g.evicted;

@@ -665,7 +665,7 @@ fn ip_layer<'a>(ip: &'a [u8], vlan: u16, cut: bool, inner: &mut Inner<'a>) -> De
     }
     let sport = be16(l4, 0);
     let dport = be16(l4, 2);
-    if transport == Transport::Udp && tunnel::is_tunnel_port(dport) {
+    if transport == Transport::Udp && tunnel::is_tunnel_port(dport) && tunnel::udp_tunnel_header(dport, l4.get(8..)) {
         *inner = Some((tunnel::Next::Udp(dport, l4), partial));
         return Decoded::Skip(Skip::NotTcpUdp);
     }

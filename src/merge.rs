@@ -29,7 +29,7 @@ use crate::audit::{AuditResult, CaptureFacts, FileFacts};
 use crate::capture::live::Drops;
 use crate::classify;
 use crate::conversation::{ConvKey, ConvStats, DistinctCount, FoldKey, Folded, Observed, OutOfScope, View};
-use crate::decode::Skip;
+use crate::decode::{Skip, Tunnel};
 use crate::flow::{Direction, Outcome, Ts};
 use crate::inventory::Inventory;
 use crate::report::{linktype_number, parse_rfc3339, JsonConvTable, JsonGroup, Source};
@@ -90,6 +90,8 @@ struct DocCapture {
     last_timestamp: Option<String>,
     #[serde(default)]
     skipped: BTreeMap<String, u64>,
+    #[serde(default)]
+    tunnels: BTreeMap<String, u64>,
     drops: Option<crate::report::JsonDrops>,
     #[serde(default)]
     flow_table: crate::report::JsonFlowTable,
@@ -331,6 +333,9 @@ impl Merger {
         }));
         for s in Skip::ALL {
             capture.skipped.0[s as usize] += c.skipped.get(s.key()).copied().unwrap_or(0);
+        }
+        for t in Tunnel::ALL {
+            capture.tunnels.0[t as usize] += c.tunnels.get(t.key()).copied().unwrap_or(0);
         }
         if let Some(dr) = &c.drops {
             let t = capture.drops.get_or_insert_with(Drops::default);

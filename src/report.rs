@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::audit::AuditResult;
 use crate::classify::{HostView, Judged, RolesSource, Status, Verdict};
 use crate::conversation::{direction_counts, ConvKey};
-use crate::decode::Skip;
+use crate::decode::{Skip, Tunnel};
 use crate::flow::{ConnRecord, Outcome, TlsSeen, Ts};
 use crate::rules::{RoleSet, RuleSet};
 
@@ -104,13 +104,15 @@ fn linktype_name(lt: i32) -> String {
 
 /// Skips that are damage, not merely traffic kscflow has no use for (ARP,
 /// ICMP, link types it does not decode are counted under `skipped` only).
-const DECODE_ERRORS: [Skip; 6] = [
+const DECODE_ERRORS: [Skip; 8] = [
     Skip::LinkTruncated,
     Skip::TooManyVlanTags,
     Skip::MalformedIp,
     Skip::TruncatedTransport,
     Skip::MalformedTransport,
     Skip::OrphanFragment,
+    Skip::MalformedTunnel,
+    Skip::TunnelTooDeep,
 ];
 
 #[derive(Serialize)]
@@ -210,6 +212,9 @@ struct JsonCapture {
     /// Damaged packets (malformed or cut headers, orphan fragments).
     decode_errors: u64,
     skipped: BTreeMap<&'static str, u64>,
+    /// Packets opened out of a tunnel, per kind (absent when none).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    tunnels: BTreeMap<&'static str, u64>,
     /// libpcap's counters on a live capture (null for files, where the
     /// capturing system's drops are unknown).
     drops: Option<JsonDrops>,
@@ -457,6 +462,11 @@ pub fn write_json_report(out: &mut dyn Write, d: &ReportData<'_>) -> io::Result<
                 .iter()
                 .filter(|s| c.skipped.get(**s) > 0)
                 .map(|s| (s.key(), c.skipped.get(*s)))
+                .collect(),
+            tunnels: Tunnel::ALL
+                .iter()
+                .filter(|t| c.tunnels.get(**t) > 0)
+                .map(|t| (t.key(), c.tunnels.get(*t)))
                 .collect(),
             drops: c.drops.map(|d| JsonDrops {
                 received: d.received,
@@ -775,6 +785,19 @@ pub fn write_text_report(out: &mut dyn Write, d: &ReportData<'_>) -> io::Result<
             let k = c.skipped.get(s);
             if k > 0 {
                 writeln!(out, "  {:>10}  {} ({})", thousands(k), s.describe(), s.key())?;
+            }
+        }
+    }
+    if Tunnel::ALL.iter().any(|t| c.tunnels.get(*t) > 0) {
+        writeln!(
+            out,
+            "\nPACKETS DECAPSULATED (of {}; a packet counts once per kind it came through)",
+            thousands(c.packets)
+        )?;
+        for t in Tunnel::ALL {
+            let k = c.tunnels.get(t);
+            if k > 0 {
+                writeln!(out, "  {:>10}  {} ({})", thousands(k), t.describe(), t.key())?;
             }
         }
     }

@@ -418,3 +418,37 @@ fn a_forged_far_future_timestamp_does_not_make_devices_missing() {
     let ws = r["missing"].as_array().unwrap().iter().find(|m| m["host"] == "10.0.1.22").unwrap();
     assert_eq!(ws["status"], "unconfirmed", "{ws}");
 }
+
+/// The tunnels fixture (ERSPAN II, VXLAN, ERSPAN III) says how much came
+/// through each kind of tunnel, in the JSON and in the text, and a report
+/// merging it keeps the counts.
+#[test]
+fn decapsulated_packets_are_counted_per_tunnel_kind() {
+    let d = tempfile::tempdir().unwrap();
+    let json = d.path().join("t.json");
+    let (pcap, inv) = (fixture("tunnels.pcap"), fixture("tunnels.inventory.toml"));
+    let o = kscflow()
+        .arg("audit")
+        .arg(&pcap)
+        .arg("--inventory")
+        .arg(&inv)
+        .args(["--format", "json", "-o"])
+        .arg(&json)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let t = &r["capture"]["tunnels"];
+    let (erspan, vxlan) = (t["erspan"].as_u64().unwrap_or(0), t["vxlan"].as_u64().unwrap_or(0));
+    assert!(erspan > 0 && vxlan > 0, "{t}");
+    assert!(erspan + vxlan <= r["capture"]["packets"].as_u64().unwrap(), "{t}");
+    let o = kscflow().arg("audit").arg(&pcap).arg("--inventory").arg(&inv).output().unwrap();
+    let text = stdout(&o);
+    assert!(text.contains("PACKETS DECAPSULATED") && text.contains("(erspan)") && text.contains("(vxlan)"), "{text}");
+    let merged = d.path().join("m.json");
+    let o =
+        kscflow().arg("report").arg(&json).arg(&json).args(["--format", "json", "-o"]).arg(&merged).output().unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let m: serde_json::Value = serde_json::from_slice(&std::fs::read(&merged).unwrap()).unwrap();
+    assert_eq!(m["capture"]["tunnels"]["erspan"].as_u64(), Some(2 * erspan), "{}", m["capture"]);
+}

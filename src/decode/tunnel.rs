@@ -339,6 +339,24 @@ fn ppp(b: &[u8], framed: bool) -> Result<Next<'_>, Skip> {
     }
 }
 
+/// Whether a datagram to a tunnel port starts like that tunnel's header
+/// (as far as it was captured). One that does not is plain UDP — a service
+/// that happens to use the port, a scan, a flood — and is a flow like any
+/// other, not a damaged tunnel: Zeek likewise leaves the UDP connection
+/// alone when its VXLAN analyzer refuses the payload. VXLAN: the I flag
+/// (RFC 7348 §5); Geneve: version 0 (RFC 8926 §3.4); GTP-U: version 1,
+/// protocol type GTP (TS 29.281 §5.1). A header cut before its first byte
+/// is still taken as the tunnel (then `malformed_tunnel`).
+#[inline]
+pub(super) fn udp_tunnel_header(dport: u16, payload: Option<&[u8]>) -> bool {
+    let Some(&b) = payload.and_then(|p| p.first()) else { return true };
+    match dport {
+        VXLAN_PORT => b & 0x08 != 0,
+        GENEVE_PORT => b >> 6 == 0,
+        _ => b >> 5 == 1 && b & 0x10 != 0,
+    }
+}
+
 /// A VXLAN header (RFC 7348 §5) and its Ethernet frame.
 fn vxlan(b: &[u8]) -> Result<Next<'_>, Skip> {
     if b.len() < 8 || b[0] & 0x08 == 0 {
@@ -676,18 +694,20 @@ mod tests {
         let f = udp4(4789, &vxlan_hdr(&inner_eth(Some(40), [2; 6])));
         let p = assert_inner(&f, &[Tunnel::Vxlan]);
         assert_eq!(p.vlan, 40, "the inner frame's VLAN (the VNI is not a VLAN)");
-        // Without the I flag: malformed.
+        // Without the I flag: not VXLAN, plain UDP to 4789.
         let mut bad = vxlan_hdr(&inner_eth(None, [2; 6]));
         bad[0] = 0;
-        assert!(matches!(decode(Link::Ethernet, &udp4(4789, &bad)), Decoded::Skip(Skip::MalformedTunnel)));
+        let f = udp4(4789, &bad);
+        assert_eq!(packet(decode(Link::Ethernet, &f)).tunnels, Tunnels::default());
         // Geneve with 0 and 3 words of options, carrying Ethernet or IP.
         for words in [0, 3] {
             assert_inner(&udp4(6081, &geneve_hdr(0x6558, words, &inner_eth(None, [2; 6]))), &[Tunnel::Geneve]);
             assert_inner(&udp4(6081, &geneve_hdr(0x86dd, words, &inner_ip6())), &[Tunnel::Geneve]);
         }
         let mut bad = geneve_hdr(0x6558, 0, &inner_eth(None, [2; 6]));
-        bad[0] = 0x40; // version 1
-        assert!(matches!(decode(Link::Ethernet, &udp4(6081, &bad)), Decoded::Skip(Skip::MalformedTunnel)));
+        bad[0] = 0x40; // version 1: not Geneve as RFC 8926 defines it, plain UDP
+        let f = udp4(6081, &bad);
+        assert_eq!(packet(decode(Link::Ethernet, &f)).tunnels, Tunnels::default());
         // ARP in VXLAN: not IP.
         let arp = eth(0x0806, &[0; 28], [0xff; 6]);
         assert!(matches!(decode(Link::Ethernet, &udp4(4789, &vxlan_hdr(&arp))), Decoded::Skip(Skip::NotIp)));
@@ -706,6 +726,23 @@ mod tests {
         let p = packet(decode(Link::Ethernet, &v));
         assert_eq!((p.sport, p.dport, p.tunnels), (4789, 13000, Tunnels::default()));
         assert!(quick_addresses(Link::Ethernet, &v).is_some());
+    }
+
+    /// A datagram to a tunnel port whose payload does not start like the
+    /// tunnel (a scan, another service) is plain UDP, not a damaged tunnel.
+    #[test]
+    fn a_tunnel_port_without_the_tunnel_header_is_plain_udp() {
+        use super::{GENEVE_PORT, GTP_U_PORT, VXLAN_PORT};
+        for (port, first) in [(VXLAN_PORT, 0x00u8), (GENEVE_PORT, 0xc0), (GTP_U_PORT, 0x10)] {
+            let f = udp4(port, &[first; 40]);
+            let p = packet(decode(Link::Ethernet, &f));
+            assert_eq!((p.dport, p.tunnels), (port, Tunnels::default()), "port {port}");
+        }
+        // With the header's first byte right it is the tunnel, and a bad one.
+        assert!(matches!(
+            decode(Link::Ethernet, &udp4(VXLAN_PORT, &[0x08, 0, 0])),
+            Decoded::Skip(Skip::MalformedTunnel)
+        ));
     }
 
     #[test]
@@ -783,11 +820,12 @@ mod tests {
             decode(Link::Ethernet, &udp4(2152, &gtp(0x04, 0xff, &opts, &inner_ip4()))),
             Decoded::Skip(Skip::MalformedTunnel)
         ));
-        // Echo request: no user packet. Version 2 (GTPv2-C): malformed here.
+        // Echo request: no user packet. Version 2 (GTPv2-C): not GTP-U, plain UDP.
         assert!(matches!(decode(Link::Ethernet, &udp4(2152, &gtp(0, 1, &[], &[]))), Decoded::Skip(Skip::NotIp)));
         let mut v2 = gtp(0, 0xff, &[], &inner_ip4());
         v2[0] = 0x48;
-        assert!(matches!(decode(Link::Ethernet, &udp4(2152, &v2)), Decoded::Skip(Skip::MalformedTunnel)));
+        let f = udp4(2152, &v2);
+        assert_eq!(packet(decode(Link::Ethernet, &f)).tunnels, Tunnels::default());
     }
 
     #[test]

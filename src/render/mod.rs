@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use crate::classify::{HostView, Judged, MissingEntry, RolesSource, Status, Verdict};
-use crate::decode::Skip;
+use crate::decode::{Skip, Tunnel};
 use crate::flow::Outcome;
 pub use crate::report::thousands;
 use crate::report::{exit_status, rfc3339, ReportData};
@@ -378,6 +378,14 @@ fn facts(data: &ReportData<'_>) -> Vec<(String, String)> {
         .map(|s| format!("{} {}", s.key(), thousands(c.skipped.get(*s))))
         .collect();
     f.push(("Skipped packets".into(), if skipped.is_empty() { "none".into() } else { skipped.join(", ") }));
+    let tunnels: Vec<String> = Tunnel::ALL
+        .iter()
+        .filter(|t| c.tunnels.get(**t) > 0)
+        .map(|t| format!("{} {}", t.key(), thousands(c.tunnels.get(*t))))
+        .collect();
+    if !tunnels.is_empty() {
+        f.push(("Decapsulated packets".into(), tunnels.join(", ")));
+    }
     f.push((
         "Drops".into(),
         match c.drops {
