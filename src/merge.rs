@@ -43,8 +43,8 @@ pub enum MergeError {
     Read { path: PathBuf, source: std::io::Error },
     #[error("{path}:{line}:{column}: not a kscflow JSON result ({message}); give files written by `kscflow audit --format json` or `kscflow live -o`")]
     NotAResult { path: PathBuf, line: usize, column: usize, message: String },
-    #[error("{path}: flow {index}: {message}")]
-    Flow { path: PathBuf, index: usize, message: String },
+    #[error("{path}: {list}[{index}]: {message}")]
+    Flow { path: PathBuf, list: &'static str, index: usize, message: String },
     #[error(
         "the results were judged with the {what} {path}, which cannot be used here ({source}); pass --{flag} FILE"
     )]
@@ -307,11 +307,17 @@ impl Merger {
             }
         }
         for (index, f) in d.flows.iter().enumerate() {
-            let (k, s) = conversation(f).map_err(|message| MergeError::Flow { path: path.clone(), index, message })?;
+            let (k, s) = conversation(f).map_err(|message| MergeError::Flow {
+                path: path.clone(),
+                list: "flows",
+                index,
+                message,
+            })?;
             self.observed.map.entry(k).merge(&s);
         }
         for (index, f) in d.folded.iter().enumerate() {
-            let (k, g) = group(f).map_err(|message| MergeError::Flow { path: path.clone(), index, message })?;
+            let (k, g) =
+                group(f).map_err(|message| MergeError::Flow { path: path.clone(), list: "folded", index, message })?;
             self.observed.folded.entry(k).or_default().merge(&g);
         }
         self.observed.seen_in_networks.extend(d.observed.network_members.iter().copied());

@@ -220,3 +220,29 @@ fn without_an_inventory_the_servers_roles_survive_the_limit() {
     assert!(doc["capture"]["conversation_table"]["peak_conversations"].as_u64().unwrap() <= 2000);
     assert!(!doc["folded"].as_array().unwrap().is_empty());
 }
+
+/// A result whose folded group or flow cannot be read back is refused by
+/// `report` with the file, the list and the index, and what is wrong.
+#[test]
+fn report_names_the_broken_group_or_flow() {
+    let dir = tempfile::tempdir().unwrap();
+    let (pcap, inv) = flood_capture(dir.path());
+    let good = dir.path().join("good.json");
+    let (code, err) =
+        audit(&[pcap.to_str().unwrap(), "--inventory", inv.to_str().unwrap(), "--max-conversations", "2000"], &good);
+    assert_eq!(code, 1, "{err}");
+    let doc = json(&good);
+    let broken = |what: &str, edit: &dyn Fn(&mut Value)| {
+        let mut d = doc.clone();
+        edit(&mut d);
+        let p = dir.path().join(format!("{what}.json"));
+        std::fs::write(&p, serde_json::to_vec(&d).unwrap()).unwrap();
+        let o = kscflow().arg("report").arg(&p).output().unwrap();
+        assert_eq!(o.status.code(), Some(2), "{what}: {}", stderr(&o));
+        stderr(&o)
+    };
+    let e = broken("sketch", &|d| d["folded"][1]["group"]["client_sketch"] = "zz".into());
+    assert!(e.contains("sketch.json: folded[1]: `client_sketch` is not 256 hex registers"), "{e}");
+    let e = broken("time", &|d| d["flows"][0]["first_seen"] = "yesterday".into());
+    assert!(e.contains("time.json: flows[0]: \"yesterday\" is not a time kscflow writes"), "{e}");
+}
