@@ -7,7 +7,7 @@ use std::io::{self, Write};
 
 use serde::Serialize;
 
-use crate::audit::AuditResult;
+use crate::audit::{AuditResult, CaptureFacts};
 use crate::classify::{HostView, Judged, RolesSource, Status, Verdict};
 use crate::conversation::{direction_counts, ConvKey};
 use crate::decode::{Skip, Tunnel};
@@ -458,16 +458,8 @@ pub fn write_json_report(out: &mut dyn Write, d: &ReportData<'_>) -> io::Result<
             last_timestamp: c.last_ts.map(rfc3339),
             duration_seconds: c.duration_secs(),
             decode_errors: DECODE_ERRORS.iter().map(|s| c.skipped.get(*s)).sum(),
-            skipped: Skip::ALL
-                .iter()
-                .filter(|s| c.skipped.get(**s) > 0)
-                .map(|s| (s.key(), c.skipped.get(*s)))
-                .collect(),
-            tunnels: Tunnel::ALL
-                .iter()
-                .filter(|t| c.tunnels.get(**t) > 0)
-                .map(|t| (t.key(), c.tunnels.get(*t)))
-                .collect(),
+            skipped: skipped_counts(c).iter().map(|x| (x.key, x.n)).collect(),
+            tunnels: tunnel_counts(c).iter().map(|x| (x.key, x.n)).collect(),
             drops: c.drops.map(|d| JsonDrops {
                 received: d.received,
                 dropped: d.dropped,
@@ -529,6 +521,31 @@ pub fn write_json_report(out: &mut dyn Write, d: &ReportData<'_>) -> io::Result<
 fn out_of_scope_total(r: &AuditResult) -> (u64, u64, u64) {
     let o = r.capture_out_of_scope;
     (o.connections, o.packets, o.bytes)
+}
+
+/// A non-zero count by reason or kind, as every report shows it.
+pub(crate) struct Count {
+    pub(crate) key: &'static str,
+    pub(crate) what: &'static str,
+    pub(crate) n: u64,
+}
+
+/// Packets skipped, by reason (non-zero only, in `Skip::ALL` order).
+pub(crate) fn skipped_counts(c: &CaptureFacts) -> Vec<Count> {
+    Skip::ALL
+        .iter()
+        .map(|s| Count { key: s.key(), what: s.describe(), n: c.skipped.get(*s) })
+        .filter(|x| x.n > 0)
+        .collect()
+}
+
+/// Packets decapsulated, by tunnel kind (non-zero only).
+pub(crate) fn tunnel_counts(c: &CaptureFacts) -> Vec<Count> {
+    Tunnel::ALL
+        .iter()
+        .map(|t| Count { key: t.key(), what: t.describe(), n: c.tunnels.get(*t) })
+        .filter(|x| x.n > 0)
+        .collect()
 }
 
 /// Integers with thousands separators ("1,234,567").
@@ -779,26 +796,20 @@ pub fn write_text_report(out: &mut dyn Write, d: &ReportData<'_>) -> io::Result<
             }
         }
     }
-    if c.skipped.total() > 0 {
-        writeln!(out, "\nPACKETS SKIPPED ({} of {})", thousands(c.skipped.total()), thousands(c.packets))?;
-        for s in Skip::ALL {
-            let k = c.skipped.get(s);
-            if k > 0 {
-                writeln!(out, "  {:>10}  {} ({})", thousands(k), s.describe(), s.key())?;
-            }
-        }
-    }
-    if Tunnel::ALL.iter().any(|t| c.tunnels.get(*t) > 0) {
-        writeln!(
-            out,
-            "\nPACKETS DECAPSULATED (of {}; a packet counts once per kind it came through)",
-            thousands(c.packets)
-        )?;
-        for t in Tunnel::ALL {
-            let k = c.tunnels.get(t);
-            if k > 0 {
-                writeln!(out, "  {:>10}  {} ({})", thousands(k), t.describe(), t.key())?;
-            }
+    let blocks = [
+        (format!("PACKETS SKIPPED ({} of {})", thousands(c.skipped.total()), thousands(c.packets)), skipped_counts(c)),
+        (
+            format!(
+                "PACKETS DECAPSULATED (of {}; a packet counts once per kind it came through)",
+                thousands(c.packets)
+            ),
+            tunnel_counts(c),
+        ),
+    ];
+    for (title, rows) in blocks.iter().filter(|(_, rows)| !rows.is_empty()) {
+        writeln!(out, "\n{title}")?;
+        for x in rows {
+            writeln!(out, "  {:>10}  {} ({})", thousands(x.n), x.what, x.key)?;
         }
     }
     if c.flows.evicted > 0 {

@@ -19,10 +19,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use crate::classify::{HostView, Judged, MissingEntry, RolesSource, Status, Verdict};
-use crate::decode::{Skip, Tunnel};
 use crate::flow::Outcome;
 pub use crate::report::thousands;
-use crate::report::{exit_status, rfc3339, ReportData};
+use crate::report::{exit_status, rfc3339, skipped_counts, tunnel_counts, Count, ReportData};
 use crate::rules::{Role, RoleSet, Transport};
 
 /// Counts per verdict.
@@ -372,17 +371,10 @@ fn facts(data: &ReportData<'_>) -> Vec<(String, String)> {
     };
     f.push(("Time window".into(), window));
     f.push(("Packets".into(), format!("{} ({} bytes)", thousands(c.packets), thousands(c.bytes))));
-    let skipped: Vec<String> = Skip::ALL
-        .iter()
-        .filter(|s| c.skipped.get(**s) > 0)
-        .map(|s| format!("{} {}", s.key(), thousands(c.skipped.get(*s))))
-        .collect();
+    let listed = |rows: Vec<Count>| rows.iter().map(|x| format!("{} {}", x.key, thousands(x.n))).collect::<Vec<_>>();
+    let skipped = listed(skipped_counts(c));
     f.push(("Skipped packets".into(), if skipped.is_empty() { "none".into() } else { skipped.join(", ") }));
-    let tunnels: Vec<String> = Tunnel::ALL
-        .iter()
-        .filter(|t| c.tunnels.get(**t) > 0)
-        .map(|t| format!("{} {}", t.key(), thousands(c.tunnels.get(*t))))
-        .collect();
+    let tunnels = listed(tunnel_counts(c));
     if !tunnels.is_empty() {
         f.push(("Decapsulated packets".into(), tunnels.join(", ")));
     }
